@@ -111,6 +111,8 @@ def _pattern_problem(layers, fanout, cycle, kind, seed):
 def legal_cycles(layers, fanout, kind="zero_start", seed=0):
     """All legal ``(C, z-tuple)`` of a network, smallest ``C`` first."""
     edges = [layers[i - 1] * fanout[i - 1] for i in range(1, len(layers))]
+    if any(w % layers[i + 1] or fanout[i] > layers[i + 1] for i, w in enumerate(edges)):
+        return []  # fan-in not integral or fan-out too large: no C can help
     g = math.gcd(*edges)
     out = []
     for c in _divisors(g):

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Bit-exactness of ``sparse_edge.hdl.arith`` against the numpy definitions in
 ``sparse_edge.gen.fixedpoint`` / ``sparse_edge.gen.tables``.
 
@@ -28,9 +29,6 @@ from sparse_edge.hdl.arith import (
 Q2_5 = QFormat(2, 5)
 Q2_7 = QFormat(2, 7)
 Q3_12 = QFormat(3, 12)
-
-# Units built only to inspect their signature are never elaborated.
-pytestmark = pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 
 
 # -- harness -----------------------------------------------------------------
