@@ -66,7 +66,7 @@ def mnist_path():
     return Path(env).expanduser() if env else REPO.parent / "shared" / "data" / "mnist.npz"
 
 
-def load_data(cfg, n, kind):
+def load_data(cfg, n, kind, explicit=False):
     """``n`` padded training inputs ``(n, layers[0])`` uint8 and labels, and a
     description.  ``kind``: mnist, digits or random.  Short datasets are tiled."""
     if kind == "mnist":
@@ -85,9 +85,11 @@ def load_data(cfg, n, kind):
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, size=(n, cfg.inputs), dtype=np.uint8)
         y = rng.integers(0, cfg.classes, size=n).astype(np.int64)
-        desc = (f"RANDOM uint8 pixels ({cfg.inputs} features) -- MNIST not found at "
-                f"{mnist_path()}; throughput does not depend on the pixel values much, "
-                f"but these are not real data")
+        why = "as asked (--data random)" if explicit else \
+            (f"MNIST not found at {mnist_path()}" if not mnist_path().exists() else
+             f"no dataset with {cfg.inputs} features")
+        desc = (f"RANDOM uint8 pixels ({cfg.inputs} features) -- {why}; not real data "
+                f"(training dynamics, hence the figures, may differ somewhat)")
     if x.shape[1] != cfg.inputs:
         sys.exit(f"data has {x.shape[1]} features but config {cfg.name!r} has "
                  f"data.inputs = {cfg.inputs}")
@@ -191,6 +193,53 @@ def time_torch(cfg, x, y, threads, torch):
 
 
 # -- main --------------------------------------------------------------------------
+def _cpu_times():
+    with open("/proc/stat") as f:
+        v = [int(t) for t in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)          # idle + iowait
+    return sum(v[:8]), idle
+
+
+def other_cpu_use(interval=0.5):
+    """Fraction of all CPUs busy (with other jobs) over ``interval`` seconds
+    while this process sleeps; ``None`` where /proc/stat is missing."""
+    try:
+        t0, i0 = _cpu_times()
+        time.sleep(interval)
+        t1, i1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (i1 - i0) / (t1 - t0) if t1 > t0 else None
+
+
+class OtherLoad:
+    """CPU time other processes took during a ``with`` block, as a fraction of
+    all CPUs (``value``; ``None`` where /proc/stat is missing)."""
+
+    def __enter__(self):
+        self.value = None
+        try:
+            self.t0 = (_cpu_times(), time.process_time(), time.perf_counter())
+        except (OSError, ValueError, IndexError):
+            self.t0 = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.t0 is None:
+            return
+        (tot0, idle0), cpu0, wall0 = self.t0
+        try:
+            tot1, idle1 = _cpu_times()
+        except (OSError, ValueError, IndexError):
+            return
+        busy = ((tot1 - tot0) - (idle1 - idle0)) / os.sysconf("SC_CLK_TCK")
+        mine = time.process_time() - cpu0
+        ncpu = os.cpu_count() or 1
+        wall = time.perf_counter() - wall0
+        if wall > 0:
+            self.value = max(0.0, (busy - mine) / (wall * ncpu))
+
+
 def machine_info(torch):
     cpu = platform.processor() or ""
     try:
@@ -209,8 +258,14 @@ def machine_info(torch):
         numba_version = numba.__version__
     except ImportError:
         numba_version = None
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
     return {
         "nproc": usable,
+        "loadavg_1min_at_start": load,
+        "other_cpu_use_at_start": other_cpu_use(),
         "cpu": cpu,
         "python": platform.python_version(),
         "numpy": np.__version__,
@@ -219,6 +274,11 @@ def machine_info(torch):
         "torch_default_threads": torch.get_num_threads() if torch else None,
         "platform": platform.platform(),
     }
+
+
+def fmt_other(values):
+    vals = [v for v in values if v is not None]
+    return f"{100 * max(vals):.0f}%" if vals else "?"
 
 
 def main(argv=None):
@@ -262,7 +322,8 @@ def main(argv=None):
                      "`make bench` does this), or pass --no-torch")
 
     config_path, cfg, data_kind = choose_config_and_data(args)
-    x, y, data_desc = load_data(cfg, max(n_numba, n_numpy, n_float, n_torch), data_kind)
+    x, y, data_desc = load_data(cfg, max(n_numba, n_numpy, n_float, n_torch), data_kind,
+                             explicit=args.data == "random")
     info = machine_info(torch)
     command = " ".join(shlex.quote(a) for a in [sys.executable, sys.argv[0]] + sys.argv[1:])
     try:
@@ -276,6 +337,12 @@ def main(argv=None):
     print(f"            python {info['python']}, numpy {info['numpy']}, numba "
           f"{info['numba']}, torch {info['torch']} (default threads "
           f"{info['torch_default_threads']})")
+    use = info["other_cpu_use_at_start"]
+    if use is not None:
+        busy = use * info["nproc"] >= 0.25
+        print(f"  load    : other jobs used {100 * use:.0f}% of the {info['nproc']} CPUs just "
+              f"before the run" + ("  *** machine busy: figures may be low/noisy ***"
+                                   if busy else ""))
     print(f"  config  : {cfg_shown} ({cfg.name}: layers {list(cfg.layers)}, fanout "
           f"{list(cfg.fanout)}, fanin {list(cfg.fanin)}, {sum(cfg.edges)} edges, "
           f"format {cfg.fmt})")
@@ -305,12 +372,17 @@ def main(argv=None):
 
     def add(key, label, n, fn):
         print(f"  running {label} ({n} samples x {args.repeat}) ...", end="", flush=True)
-        times = [fn(n) for _ in range(args.repeat)]
+        times, others = [], []
+        for _ in range(args.repeat):
+            with OtherLoad() as other:
+                times.append(fn(n))
+            others.append(other.value)
         secs = float(np.median(times))
         rates = [n / t for t in times]
         rows.append({"key": key, "implementation": label, "samples": n, "seconds": secs,
                      "samples_per_s": n / secs, "runs_seconds": times,
-                     "samples_per_s_min": min(rates), "samples_per_s_max": max(rates)})
+                     "samples_per_s_min": min(rates), "samples_per_s_max": max(rates),
+                     "other_cpu_use": others})
         print(" " + ", ".join(f"{r:,.0f}" for r in rates) + " samples/s")
 
     add("fixed_reference_numba", "golden fixed, reference schedule, numba", n_numba,
@@ -336,17 +408,20 @@ def main(argv=None):
     w = max(len(r["implementation"]) for r in rows)
     print()
     head = f"  {'implementation':<{w}}  {'samples':>7}  {'time s':>7}  {'samples/s':>10}  " \
-           f"{'min-max':>15}  {'vs PyTorch b1 1T':>16}"
+           f"{'min-max':>15}  {'vs PyTorch b1 1T':>16}  {'other load':>10}"
     print(head)
     print("  " + "-" * (len(head) - 2))
     for r in rows:
         ratio = f"{r['vs_torch_1thread']:.2f}x" if base else "-"
         print(f"  {r['implementation']:<{w}}  {r['samples']:>7}  {r['seconds']:>7.2f}  "
               f"{r['samples_per_s']:>10,.0f}  "
-              f"{r['samples_per_s_min']:>7,.0f}-{r['samples_per_s_max']:<7,.0f}  {ratio:>16}")
+              f"{r['samples_per_s_min']:>7,.0f}-{r['samples_per_s_max']:<7,.0f}  {ratio:>16}  "
+              f"{fmt_other(r['other_cpu_use']):>10}")
     print()
     print("  Notes: golden rows include the pipeline drain; the PyTorch rows use float32, a")
     print("  sequential (non-pipelined) SGD order and the same initial weights as the float model.")
+    print("  'other load' = largest share of all CPUs that other processes used during one of")
+    print("  the row's timed runs (0% on a quiet machine; rows above ~10% are suspect).")
 
     if args.json:
         out = {

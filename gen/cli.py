@@ -108,14 +108,24 @@ def cmd_train(args):
             cfg = cfg.with_(**{"training.schedule": args.schedule})
     except ConfigError as e:
         raise UserError(str(e)) from None
+    for opt, v in (("--samples", args.samples), ("--test-samples", args.test_samples)):
+        if v is not None and v < 1:
+            raise UserError(f"{opt} must be >= 1, not {v}")
+    if args.plot and not args.out:
+        raise UserError("--plot writes accuracy.png into the --out directory: give --out DIR")
     ds, x_train, x_test = _load_data(cfg, args.data)
     y_train, y_test = ds.y_train, ds.y_test
     if args.samples is not None:
         x_train, y_train = x_train[:args.samples], y_train[:args.samples]
     if args.test_samples is not None:
         x_test, y_test = x_test[:args.test_samples], y_test[:args.test_samples]
+    if len(x_test) == 0:
+        raise UserError(f"dataset {ds.name!r} has an empty test split: nothing to evaluate")
     schedule = _schedule(cfg, cfg.schedule)
-    model = GoldenModel(cfg, args.mode)
+    try:  # init.file is read here: a missing or malformed file is the user's
+        model = GoldenModel(cfg, args.mode)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
     if args.mode == "fixed":  # compile / load the JIT kernel outside the timed region
         GoldenModel(cfg, "fixed").run(x_train[:2], y_train[:2], 3, schedule)
     print(f"training {cfg.name} ({'-'.join(map(str, cfg.layers))}, {cfg.fmt}) on "
@@ -158,6 +168,14 @@ def cmd_train(args):
         "epochs": epochs, "final_test_accuracy": epochs[-1]["test_accuracy"],
         "versions": _versions(),
     }
+    try:
+        _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result)
+    except OSError as e:
+        raise UserError(f"cannot write the results: {e}") from None
+    return 0
+
+
+def _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result):
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +186,6 @@ def cmd_train(args):
             _plot(epochs, out / "accuracy.png", f"{cfg.name} ({args.mode}, {schedule.name})")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
 
 
 def _plot(epochs, path, title):

@@ -1,0 +1,747 @@
+"""The training accelerator: junctions with FF/BP/UP edge processors, banked
+memories, interleaved addressing and junction pipelining (SPEC sections 5-6).
+
+Timing model
+------------
+All junctions share one phase counter ``c`` (``0 .. cycle_clocks-1``) and one
+junction-cycle counter ``t``; a junction issues the ``z`` edges of clock ``c``
+(``c < C``) at phase ``c`` and every later pipeline stage carries its own tags
+(sample slot, address, valid, learning rate), so a stage that spills into the
+next junction cycle still writes the right copy.  Pipeline of junction ``j``
+(stage ``Sk`` is ``k`` clocks after issue):
+
+``S0`` read left activations (FF copy and UP copy, interleaved bank/row from
+the pattern ROM) and, in natural order, the right layer's delta inputs
+(hidden: BP accumulator and ``a'``; output: ``a - y``).
+``S1`` rotate bank data to lanes (bank dither); ``d = mul(a', sat(acc))``;
+read the bias.
+``S2`` ``db = round_half_up(-d * 2**-k)``; bias ``b = sat(b + db)`` written back.
+``S3`` ``dw = mul(db, a_left)`` per lane; read the weight row (late, so the
+weight read-modify-write loop is one clock: read at ``S3``, written at ``S4``,
+read port transparent, correct for every ``C >= 1``).
+``S4`` ``w = sat(w + dw)`` written back; FF product ``mul(a, w)`` and BP
+product ``mul(w, d)`` from the same (pre-update) weight read.
+``S5`` FF adder tree per right neuron (+ span accumulator for multi-clock
+neurons), ``s = sat(sum + b)``, activation ROM read; BP accumulator read.
+``S6`` write ``a``/``a'`` (or ``a - y`` and the running argmax at the output);
+BP accumulator ``acc += product`` written back (read port transparent: a
+one-clock read-modify-write loop, hazard-free for every legal config).
+
+Everything a junction cycle writes is therefore readable
+``C + WRITE_LATENCY`` clocks after the cycle starts.  The ``reference``
+schedule stretches the junction cycle to ``C + WRITE_LATENCY`` clocks and uses
+the reference offsets ``F[i] = i``, ``U[i] = 2L-1-i``; the ``fast`` schedule
+keeps exactly ``C`` clocks per sample and instead leaves ``g = 1 +
+ceil(WRITE_LATENCY / C)`` junction cycles between a producer and its consumer
+(aligned junction cycles; see ``docs/hardware.md`` for the trade-off against
+clock offsets).
+"""
+
+import math
+
+from amaranth.hdl import (Array, Cat, ClockDomain, ClockSignal, Const, Elaboratable,
+                          EnableInserter, Module, Mux, ResetSignal, Signal, signed, unsigned)
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..gen.config import initial_parameters
+from ..gen.schedule import Schedule
+from .arith import mul_value, round_shift_var, sat_value
+
+__all__ = ["WRITE_LATENCY", "hardware_schedule", "Network", "NetworkGeometry"]
+
+#: Clocks from a junction's issue stage to its last memory write (stage S6).
+WRITE_LATENCY = 6
+#: Largest learning-rate exponent (4-bit field).
+K_MAX = 15
+
+
+def _bits(n):
+    """Bits of an unsigned counter holding ``0 .. n-1`` (0 when ``n <= 1``)."""
+    return max(0, (n - 1).bit_length())
+
+
+def hardware_schedule(cfg, kind="fast"):
+    """The schedule the generated hardware implements (SPEC section 5).
+
+    ``reference``: ``F[i] = i``, ``U[i] = 2L-1-i``, ``C + WRITE_LATENCY``
+    clocks per junction cycle.  ``fast``: exactly ``C`` clocks per junction
+    cycle, producer-consumer gap ``g = 1 + ceil(WRITE_LATENCY / C)`` cycles.
+    """
+    J, C = cfg.junctions, cfg.cycle
+    if kind == "reference":
+        cc, g = C + WRITE_LATENCY, 1
+    elif kind == "fast":
+        cc, g = C, 1 + -(-WRITE_LATENCY // C)
+    else:
+        raise ValueError(f"unknown hardware schedule {kind!r}; choose reference or fast")
+    F = [1 + g * j for j in range(J)]
+    U = [0] * J
+    U[J - 1] = F[J - 1] + g
+    for j in reversed(range(J - 1)):
+        U[j] = U[j + 1] + g
+    return Schedule(kind, tuple(F), tuple(U), 1, cc)
+
+
+class NetworkGeometry:
+    """Derived sizes of every memory, from the config and the schedule.
+
+    Layers ``h = 0 .. L-1``; ``F[0] = 0`` stands for the input load.
+    """
+
+    def __init__(self, cfg, schedule):
+        self.cfg, self.schedule = cfg, schedule
+        L, J, C = cfg.L, cfg.junctions, cfg.cycle
+        F = (0,) + schedule.F          # F[h] for layer h (1-based junction index)
+        U = (None,) + schedule.U
+        self.F, self.U = F, U
+        self.z = (None,) + cfg.z                              # z[j], j = 1..J
+        self.R = (None,) + tuple(cfg.layers[j - 1] // cfg.z[j - 1] for j in range(1, J + 1))
+        # natural order of the right layer of junction j (= layer j)
+        self.q = [None] + [max(1, cfg.layers[h] // C) for h in range(1, L)]
+        self.NR = [None] + [cfg.layers[h] // self.q[h] for h in range(1, L)]
+        self.span = [None] + [max(1, C // cfg.layers[h]) for h in range(1, L)]
+        # rotating copies per memory (see docs/hardware.md)
+        self.K_act = [U[h + 1] - F[h] + 1 for h in range(L - 1)]
+        self.K_da = [None] + [U[h] - F[h] + 1 for h in range(1, L)]
+        self.K_acc = [None] + [U[h] - U[h + 1] + 1 for h in range(1, L - 1)]
+        self.K_info = U[1] + 1
+        self.acc_width = [None] + [cfg.fmt.width + cfg.fanout[h].bit_length()
+                                   for h in range(1, L - 1)]
+
+    def memory_bits(self):
+        """Bits of every memory, by kind."""
+        cfg, w = self.cfg, self.cfg.fmt.width
+        L = cfg.L
+        out = {"weights": sum(cfg.edges) * w, "biases": sum(cfg.layers[1:]) * w}
+        out["activations"] = sum(self.K_act[h] * cfg.layers[h] * w for h in range(L - 1))
+        out["derivatives"] = sum(self.K_da[h] * cfg.layers[h] * w for h in range(1, L - 1))
+        out["bp_accumulators"] = sum(self.K_acc[h] * cfg.layers[h] * self.acc_width[h]
+                                     for h in range(1, L - 1))
+        out["output_deltas"] = self.K_da[L - 1] * cfg.layers[L - 1] * w
+        return out
+
+
+class _Pipe:
+    """Tags delayed stage by stage (memoized registers named ``{name}_s{k}``)."""
+
+    def __init__(self, m, prefix):
+        self.m, self.prefix = m, prefix
+        self.stages = {}
+
+    def add(self, name, value):
+        sig = Signal(value.shape(), name=f"{self.prefix}{name}_s0")
+        self.m.d.comb += sig.eq(value)
+        self.stages[name] = [sig]
+        return sig
+
+    def __call__(self, name, k):
+        chain = self.stages[name]
+        while len(chain) <= k:
+            prev = chain[-1]
+            reg = Signal(prev.shape(), name=f"{self.prefix}{name}_s{len(chain)}")
+            self.m.d.sync += reg.eq(prev)
+            chain.append(reg)
+        return chain[k]
+
+
+def _rotate(m, values, amount, z, name):
+    """``out[k] = values[(k + amount) % z]`` with a log-depth barrel rotator."""
+    cur = list(values)
+    for i in range(_bits(z)):
+        sh = (1 << i) % z
+        if sh == 0:
+            continue
+        nxt = [Signal(v.shape(), name=f"{name}_rot{i}_{k}") for k, v in enumerate(cur)]
+        for k in range(z):
+            m.d.comb += nxt[k].eq(Mux(amount[i], cur[(k + sh) % z], cur[k]))
+        cur = nxt
+    return cur
+
+
+def _tree_sum(values):
+    """Balanced adder tree (exact: each level grows by one bit)."""
+    values = list(values)
+    while len(values) > 1:
+        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values[0]
+
+
+def _wrap_counter(m, en, modulus, name, init=0):
+    """Counter ``0 .. modulus-1`` advancing when ``en``; returns (value, wraps)."""
+    cnt = Signal(range(max(modulus, 2)), init=init, name=name)
+    wraps = Signal(name=f"{name}_wrap")
+    m.d.comb += wraps.eq(en & (cnt == modulus - 1))
+    with m.If(en):
+        m.d.sync += cnt.eq(Mux(cnt == modulus - 1, 0, cnt + 1))
+    return cnt, wraps
+
+
+class _Junction(Elaboratable):
+    """Edge processor of junction ``j``: ``z`` lanes doing FF, BP and UP.
+
+    Not used on its own: :class:`Network` creates the layer memories and hands
+    their ports in.  Owns the weight and bias banks, the pattern ROM and the
+    activation ROM.
+    """
+
+    def __init__(self, cfg, geo, j, ctl, ports, readout):
+        self.cfg, self.geo, self.j = cfg, geo, j
+        self.ctl, self.ports, self.readout = ctl, ports, readout
+        self.pattern = cfg.patterns()[j - 1]
+        J = cfg.junctions
+        self.first, self.last = j == 1, j == J
+        fmt = cfg.fmt
+        w = fmt.width
+        z, C = cfg.z[j - 1], cfg.cycle
+        self.z, self.C, self.R = z, C, geo.R[j]
+        self.fi, self.fo = cfg.fanin[j - 1], cfg.fanout[j - 1]
+        self.q, self.NR, self.span = geo.q[j], geo.NR[j], geo.span[j]
+        self.lanes_per_neuron = min(self.fi, z)
+        params = initial_parameters(cfg)[j - 1]
+        wts = params[0].reshape(C, z)
+        self.weights = [Memory(shape=signed(w), depth=C, init=[int(v) for v in wts[:, k]])
+                        for k in range(z)]
+        bias = params[1].reshape(self.NR, self.q)
+        self.biases = [Memory(shape=signed(w), depth=self.NR, init=[int(v) for v in bias[:, i]])
+                       for i in range(self.q)]
+        table = cfg.activation_table()
+        self.sigma_rom = Memory(shape=signed(w), depth=table.depth,
+                                init=[int(v) for v in table.sigma])
+        self.dsigma_rom = None if self.last else Memory(
+            shape=signed(w), depth=table.depth, init=[int(v) for v in table.dsigma])
+        rb = _bits(self.R)
+        self.row_bits = rb
+        rows = self.pattern.row_addr                           # (C, z)
+        self.rows_rom = None
+        if rb:
+            packed = [sum(int(rows[c, k]) << (k * rb) for k in range(z)) for c in range(C)]
+            self.rows_rom = Memory(shape=unsigned(z * rb), depth=C, init=packed)
+        self.dither = [int(d) for d in self.pattern.dither]
+        # read-out ports (domain "ro", not gated by the network clock enable)
+        self.ro_w = [mem.read_port(domain="ro") for mem in self.weights]
+        self.ro_b = [mem.read_port(domain="ro") for mem in self.biases]
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, geo, j = self.cfg, self.geo, self.j
+        fmt = cfg.fmt
+        w = fmt.width
+        z, C, R, q, fi = self.z, self.C, self.R, self.q, self.fi
+        ctl, ports = self.ctl, self.ports
+        F, U = geo.F[j], geo.U[j]
+        pre = f"j{j}_"
+        for k, mem in enumerate(self.weights):
+            m.submodules[f"{pre}w{k}"] = mem
+        for i, mem in enumerate(self.biases):
+            m.submodules[f"{pre}b{i}"] = mem
+        m.submodules[f"{pre}sigma"] = self.sigma_rom
+        if self.dsigma_rom is not None:
+            m.submodules[f"{pre}dsigma"] = self.dsigma_rom
+
+        c, active, cycle_end, t = ctl["c"], ctl["active"], ctl["cycle_end"], ctl["t"]
+        pipe = _Pipe(m, pre)
+
+        def slot(offset, K, name):
+            cnt, _ = _wrap_counter(m, cycle_end, K, f"{pre}{name}", init=(-offset) % K)
+            return cnt
+
+        # -- S0: issue --------------------------------------------------------
+        tt, sweep_step = _wrap_counter(m, active, R, f"{pre}tsweep")
+        s, _ = _wrap_counter(m, sweep_step, self.fo, f"{pre}sweep")
+        span_cnt, span_end = _wrap_counter(m, active, self.span, f"{pre}span")
+        nat_row, _ = _wrap_counter(m, span_end, self.NR, f"{pre}natrow")
+        v_ff = pipe.add("vff", active & (t >= F))
+        upd = Array(ctl["info_update"])[slot(U, geo.K_info, "info_up")]
+        pipe.add("vup", active & (t >= U) & upd)
+        pipe.add("k", Array(ctl["info_k"])[slot(U, geo.K_info, "info_upk")])
+        pipe.add("c", c)
+        pipe.add("first_sweep", s == 0)
+        pipe.add("first_span", span_cnt == 0)
+        pipe.add("last_span", span_end)
+        pipe.add("nat_row", nat_row)
+        pipe.add("last_clock", active & (c == C - 1))
+        if self.last:
+            pipe.add("label", Array(ctl["info_label"])[slot(F, geo.K_info, "info_ff")])
+
+        # interleaved row address per lane -> per bank
+        if self.rows_rom is not None:
+            rom = self.rows_rom.read_port()
+            m.submodules[f"{pre}rows"] = self.rows_rom
+            m.d.comb += rom.addr.eq(Mux(c + 1 < C, c + 1, 0))
+            lane_row = [rom.data[k * self.row_bits:(k + 1) * self.row_bits] for k in range(z)]
+        else:
+            lane_row = [Const(0, 1) for _ in range(z)]
+        dithered = any(self.dither)
+        if dithered:
+            dsig = pipe.add("D", Array([Const(d, range(z)) for d in self.dither])[s])
+            negd = pipe.add("negD", Array([Const((z - d) % z, range(z))
+                                           for d in self.dither])[s])
+            # bank b is read by lane (b - D) % z
+            bank_row = _rotate(m, lane_row, negd, z, f"{pre}addr")
+        else:
+            bank_row = lane_row
+        for b in range(z):
+            pipe.add(f"brow{b}", bank_row[b] if self.row_bits else Const(0, 1))
+
+        lff = slot(F, geo.K_act[j - 1], "act_ff")
+        lup = slot(U, geo.K_act[j - 1], "act_up")
+        for b in range(z):
+            m.d.comb += [
+                ports["left_ff"][b].addr.eq(lff * R + bank_row[b]),
+                ports["left_up"][b].addr.eq(lup * R + bank_row[b]),
+            ]
+
+        # right layer, natural order, for UP/BP of sample n_up
+        if not self.last:
+            zr, Rr = geo.z[j + 1], geo.R[j + 1]
+            bq = zr // q
+            blk, blk_wrap = _wrap_counter(m, span_end, bq, f"{pre}blk")
+            rowp, _ = _wrap_counter(m, blk_wrap, Rr, f"{pre}rowp")
+            pipe.add("blk", blk)
+            pipe.add("rowp", rowp)
+            racc = slot(U, geo.K_acc[j], "acc_nat")
+            for b in range(zr):
+                m.d.comb += ports["acc_nat"][b].addr.eq(racc * Rr + rowp)
+            rda = slot(U, geo.K_da[j], "da_rd")
+            for i in range(q):
+                m.d.comb += ports["da_rd"][i].addr.eq(rda * self.NR + nat_row)
+            pipe.add("slot_act_w", slot(F, geo.K_act[j], "act_w"))
+            pipe.add("slot_da_w", slot(F, geo.K_da[j], "da_w"))
+        else:
+            rdo = slot(U, geo.K_da[j], "dout_rd")
+            for i in range(q):
+                m.d.comb += ports["dout_rd"][i].addr.eq(rdo * self.NR + nat_row)
+            pipe.add("slot_dout_w", slot(F, geo.K_da[j], "dout_w"))
+        if not self.first:
+            pipe.add("slot_acc_l", slot(U, geo.K_acc[j - 1], "acc_l"))
+
+        # -- S1 -----------------------------------------------------------------
+        a_ff = [p.data for p in ports["left_ff"]]
+        a_up = [p.data for p in ports["left_up"]]
+        if dithered:
+            a_ff = _rotate(m, a_ff, pipe("D", 1), z, f"{pre}aff")
+            a_up = _rotate(m, a_up, pipe("D", 1), z, f"{pre}aup")
+        d2 = [Signal(signed(w), name=f"{pre}d{i}_s2") for i in range(q)]
+        if not self.last:
+            acc_data = [p.data for p in ports["acc_nat"]]
+            for i in range(q):
+                sel = Array([acc_data[bb * q + i] for bb in range(bq)])[pipe("blk", 1)]
+                da = ports["da_rd"][i].data
+                m.d.sync += d2[i].eq(mul_value(da, sat_value(sel, fmt), fmt))
+        else:
+            for i in range(q):
+                m.d.sync += d2[i].eq(ports["dout_rd"][i].data)
+        # -- S2: bias update -----------------------------------------------------
+        k2 = pipe("k", 2)
+        db2 = [Signal(signed(w + 2), name=f"{pre}db{i}_s2") for i in range(q)]
+        b_old = []
+        for i in range(q):
+            bport = self._bias_rd[i]
+            m.d.comb += bport.addr.eq(pipe("nat_row", 1))
+            m.d.comb += db2[i].eq(round_shift_var(-d2[i], k2, K_MAX))
+            wp = self._bias_wr[i]
+            m.d.comb += [
+                wp.addr.eq(pipe("nat_row", 2)),
+                wp.data.eq(sat_value(bport.data + db2[i], fmt)),
+                wp.en.eq(pipe("vup", 2) & pipe("last_span", 2)),
+            ]
+            b_old.append(bport.data)
+
+        # -- S3: weight-update product, late weight read ---------------------------
+        db3 = [Signal(signed(w + 2), name=f"{pre}db{i}_s3") for i in range(q)]
+        d3 = [Signal(signed(w), name=f"{pre}d{i}_s3") for i in range(q)]
+        b3 = [Signal(signed(w), name=f"{pre}bias{i}_s3") for i in range(q)]
+        for i in range(q):
+            m.d.sync += [db3[i].eq(db2[i]), d3[i].eq(d2[i]), b3[i].eq(b_old[i])]
+        a_up3 = [self._delay(m, a_up[k], 2, f"{pre}aup{k}") for k in range(z)]
+        dw4 = [Signal(signed(w), name=f"{pre}dw{k}_s4") for k in range(z)]
+        dl4 = [Signal(signed(w), name=f"{pre}dlane{k}_s4") for k in range(z)]
+        for k in range(z):
+            i = k // fi if fi <= z else 0
+            m.d.sync += [dw4[k].eq(mul_value(db3[i], a_up3[k], fmt)), dl4[k].eq(d3[i])]
+        for k in range(z):
+            m.d.comb += self._w_rd[k].addr.eq(pipe("c", 3))
+
+        # -- S4: weight write-back, FF and BP products -----------------------------
+        a_ff4 = [self._delay(m, a_ff[k], 3, f"{pre}aff{k}") for k in range(z)]
+        pf5 = [Signal(signed(w), name=f"{pre}pf{k}_s5") for k in range(z)]
+        pb5 = [Signal(signed(w), name=f"{pre}pb{k}_s5") for k in range(z)]
+        for k in range(z):
+            wv = self._w_rd[k].data
+            wp = self._w_wr[k]
+            m.d.comb += [
+                wp.addr.eq(pipe("c", 4)),
+                wp.data.eq(sat_value(wv + dw4[k], fmt)),
+                wp.en.eq(pipe("vup", 4)),
+            ]
+            m.d.sync += [pf5[k].eq(mul_value(a_ff4[k], wv, fmt)),
+                         pb5[k].eq(mul_value(wv, dl4[k], fmt))]
+
+        # -- S5: adder tree, bias, activation ROM; BP accumulator read -------------
+        b5 = [self._delay(m, b3[i], 2, f"{pre}bias{i}") for i in range(q)]
+        lpn = self.lanes_per_neuron
+        s6 = [Signal(signed(w), name=f"{pre}s{i}_s6") for i in range(q)]
+        sig_ports = [self.sigma_rom.read_port() for _ in range(q)]
+        dsig_ports = [] if self.last else [self.dsigma_rom.read_port() for _ in range(q)]
+        table = cfg.activation_table()
+        for i in range(q):
+            tree = _tree_sum(pf5[i * lpn:(i + 1) * lpn])
+            if self.span > 1:
+                acc_w = w + _bits(fi + 1) + 1
+                span_acc = Signal(signed(acc_w), name=f"{pre}spanacc")
+                total = Mux(pipe("first_span", 5), 0, span_acc) + tree
+                with m.If(pipe("vff", 5)):
+                    m.d.sync += span_acc.eq(total)
+            else:
+                total = tree
+            s5 = Signal(signed(w), name=f"{pre}s{i}_s5")
+            m.d.comb += s5.eq(sat_value(total + b5[i], fmt))
+            idx = Cat(s5[table.shift:w - 1], ~s5[w - 1])
+            m.d.comb += sig_ports[i].addr.eq(idx)
+            if dsig_ports:
+                m.d.comb += dsig_ports[i].addr.eq(idx)
+            m.d.sync += s6[i].eq(s5)
+
+        if not self.first:
+            zl = z
+            if dithered:
+                pb_bank = _rotate(m, pb5, pipe("negD", 5), zl, f"{pre}pb")
+            else:
+                pb_bank = pb5
+            pb6 = [Signal(signed(w), name=f"{pre}pbank{b}_s6") for b in range(zl)]
+            sl5 = pipe("slot_acc_l", 5)
+            for b in range(zl):
+                rp = ports["acc_rmw"][b]
+                m.d.comb += rp.addr.eq(sl5 * R + pipe(f"brow{b}", 5))
+                m.d.sync += pb6[b].eq(pb_bank[b])
+            sl6 = pipe("slot_acc_l", 6)
+            for b in range(zl):
+                wp = ports["acc_wr"][b]
+                old = ports["acc_rmw"][b].data
+                m.d.comb += [
+                    wp.addr.eq(sl6 * R + pipe(f"brow{b}", 6)),
+                    wp.data.eq(Mux(pipe("first_sweep", 6), 0, old) + pb6[b]),
+                    wp.en.eq(pipe("vup", 6)),
+                ]
+
+        # -- S6: activation / derivative / output-delta writes, argmax -------------
+        wr_ok = pipe("vff", 6) & pipe("last_span", 6)
+        a6 = [p.data for p in sig_ports]
+        if not self.last:
+            zr, Rr = geo.z[j + 1], geo.R[j + 1]
+            bq = zr // q
+            for bb in range(zr):
+                wp = ports["act_wr"][bb]
+                m.d.comb += [
+                    wp.addr.eq(pipe("slot_act_w", 6) * Rr + pipe("rowp", 6)),
+                    wp.data.eq(a6[bb % q]),
+                    wp.en.eq(wr_ok & (pipe("blk", 6) == bb // q)),
+                ]
+            for i in range(q):
+                wp = ports["da_wr"][i]
+                m.d.comb += [
+                    wp.addr.eq(pipe("slot_da_w", 6) * self.NR + pipe("nat_row", 6)),
+                    wp.data.eq(dsig_ports[i].data),
+                    wp.en.eq(wr_ok),
+                ]
+        else:
+            label6 = pipe("label", 6)
+            row6 = pipe("nat_row", 6)
+            classes = cfg.classes
+            best_s = Signal(signed(w), name=f"{pre}best_s")
+            best_i = Signal(range(max(classes, 2)), name=f"{pre}best_i")
+            cur_s, cur_i, have = best_s, best_i, row6 != 0
+            for i in range(q):
+                neuron = row6 * q + i
+                wp = ports["dout_wr"][i]
+                y = Mux(neuron == label6, fmt.one, 0)
+                m.d.comb += [
+                    wp.addr.eq(pipe("slot_dout_w", 6) * self.NR + row6),
+                    wp.data.eq(sat_value(a6[i] - y, fmt)),
+                    wp.en.eq(wr_ok),
+                ]
+                take = (neuron < classes) & (~have | (s6[i] > cur_s))
+                ns = Signal(signed(w), name=f"{pre}am_s{i}")
+                ni = Signal(range(max(classes, 2)), name=f"{pre}am_i{i}")
+                nh = Signal(name=f"{pre}am_h{i}")
+                m.d.comb += [ns.eq(Mux(take, s6[i], cur_s)),
+                             ni.eq(Mux(take, neuron, cur_i)),
+                             nh.eq(have | take)]
+                cur_s, cur_i, have = ns, ni, nh
+            with m.If(wr_ok):
+                m.d.sync += [best_s.eq(cur_s), best_i.eq(cur_i)]
+            pred_valid, pred = ctl["pred_valid"], ctl["pred"]
+            m.d.sync += pred_valid.eq(wr_ok & (row6 == self.NR - 1))
+            with m.If(wr_ok & (row6 == self.NR - 1)):
+                m.d.sync += pred.eq(cur_i)
+
+        # -- read-out port ----------------------------------------------------------
+        ro = self.readout
+        for p in self.ro_w:
+            m.d.comb += p.addr.eq(ro["row"])
+        for p in self.ro_b:
+            m.d.comb += p.addr.eq(ro["row"])
+        lane = Signal(range(max(z, q, 2)), name=f"{pre}ro_lane")
+        m.d.ro += lane.eq(ro["lane"])
+        m.d.comb += [
+            ro["w_data"].eq(Array([p.data for p in self.ro_w])[lane]),
+            ro["b_data"].eq(Array([p.data for p in self.ro_b])[lane]),
+        ]
+        return m
+
+    @staticmethod
+    def _delay(m, value, n, name):
+        out = value
+        for i in range(n):
+            reg = Signal(value.shape(), name=f"{name}_d{i + 1}")
+            m.d.sync += reg.eq(out)
+            out = reg
+        return out
+
+    def make_ports(self):
+        """Create the junction's own memory ports (before elaboration)."""
+        self._w_wr = [mem.write_port() for mem in self.weights]
+        self._w_rd = [mem.read_port(transparent_for=(wp,))
+                      for mem, wp in zip(self.weights, self._w_wr)]
+        self._bias_wr = [mem.write_port() for mem in self.biases]
+        self._bias_rd = [mem.read_port(transparent_for=(wp,))
+                         for mem, wp in zip(self.biases, self._bias_wr)]
+
+
+class _Core(Elaboratable):
+    """Everything that advances with the network clock enable."""
+
+    def __init__(self, cfg, schedule):
+        self.cfg, self.schedule = cfg, schedule
+        self.geo = NetworkGeometry(cfg, schedule)
+        fmt = cfg.fmt
+        z1 = cfg.z[0]
+        self.beats = cfg.layers[0] // z1
+        self.pixels = Signal(data.ArrayLayout(unsigned(8), z1))
+        self.label = Signal(range(max(cfg.classes, 2)))
+        self.lr = Signal(4)
+        self.update = Signal()
+        self.need_input = Signal()
+        self.pred_valid = Signal()
+        self.pred = Signal(range(max(cfg.classes, 2)))
+        self.clocks = Signal(48)
+        self.ro_junction = Signal(range(max(cfg.junctions, 2)))
+        self.ro_bias = Signal()
+        self.ro_row = Signal(range(max(cfg.cycle, max(cfg.layers[1:]), 2)))
+        self.ro_lane = Signal(range(max(max(cfg.z), 2)))
+        self.ro_data = Signal(signed(fmt.width))
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, geo, sched = self.cfg, self.geo, self.schedule
+        fmt = cfg.fmt
+        w = fmt.width
+        L, J, C = cfg.L, cfg.junctions, cfg.cycle
+        cc = sched.clocks_per_cycle
+
+        c = Signal(range(max(cc, 2)), name="phase")
+        active = Signal(name="active")
+        cycle_end = Signal(name="cycle_end")
+        tmax = geo.U[1] + 2
+        t = Signal(range(tmax + 1), name="jcycle")
+        m.d.comb += [active.eq(c < C), cycle_end.eq(c == cc - 1)]
+        m.d.sync += c.eq(Mux(cycle_end, 0, c + 1))
+        with m.If(cycle_end & (t < tmax)):
+            m.d.sync += t.eq(t + 1)
+        m.d.sync += self.clocks.eq(self.clocks + 1)
+
+        # per-sample info (label, learning rate, update flag), K_info slots
+        K = geo.K_info
+        info_label = [Signal(range(max(cfg.classes, 2)), name=f"info_label{i}") for i in range(K)]
+        info_k = [Signal(4, name=f"info_k{i}") for i in range(K)]
+        info_update = [Signal(name=f"info_update{i}") for i in range(K)]
+        in_slot, _ = _wrap_counter(m, cycle_end, K, "info_in")
+        with m.If(c == 0):
+            for i in range(K):
+                with m.If(in_slot == i):
+                    m.d.sync += [info_label[i].eq(self.label), info_k[i].eq(self.lr),
+                                 info_update[i].eq(self.update)]
+
+        # layer memories
+        mems = {}
+        ports = [dict() for _ in range(J + 1)]        # ports[j] for junction j
+        for h in range(L - 1):
+            jn = h + 1                                  # junction reading this layer
+            zr, Rr = geo.z[jn], geo.R[jn]
+            banks = [Memory(shape=signed(w), depth=geo.K_act[h] * Rr, init=[])
+                     for _ in range(zr)]
+            mems[f"act{h}"] = banks
+            ports[jn]["left_ff"] = [b.read_port() for b in banks]
+            ports[jn]["left_up"] = [b.read_port() for b in banks]
+            wr = [b.write_port() for b in banks]
+            if h == 0:
+                self._input_wr = wr
+            else:
+                ports[h]["act_wr"] = wr
+        for h in range(1, L - 1):
+            jn = h + 1
+            zr, Rr = geo.z[jn], geo.R[jn]
+            aw = geo.acc_width[h]
+            banks = [Memory(shape=signed(aw), depth=geo.K_acc[h] * Rr, init=[])
+                     for _ in range(zr)]
+            mems[f"acc{h}"] = banks
+            wr = [b.write_port() for b in banks]
+            ports[jn]["acc_wr"] = wr
+            ports[jn]["acc_rmw"] = [b.read_port(transparent_for=(p,)) for b, p in zip(banks, wr)]
+            ports[h]["acc_nat"] = [b.read_port() for b in banks]
+            da = [Memory(shape=signed(w), depth=geo.K_da[h] * geo.NR[h], init=[])
+                  for _ in range(geo.q[h])]
+            mems[f"da{h}"] = da
+            ports[h]["da_wr"] = [b.write_port() for b in da]
+            ports[h]["da_rd"] = [b.read_port() for b in da]
+        h = L - 1
+        dout = [Memory(shape=signed(w), depth=geo.K_da[h] * geo.NR[h], init=[])
+                for _ in range(geo.q[h])]
+        mems["dout"] = dout
+        ports[J]["dout_wr"] = [b.write_port() for b in dout]
+        ports[J]["dout_rd"] = [b.read_port() for b in dout]
+        for name, banks in mems.items():
+            for i, b in enumerate(banks):
+                m.submodules[f"{name}_{i}"] = b
+
+        # input load: beat r (phase r < beats) fills row r of every input bank
+        in_slot0, _ = _wrap_counter(m, cycle_end, geo.K_act[0], "act0_in")
+        m.d.comb += self.need_input.eq(c < self.beats)
+        R1 = geo.R[1]
+        for b, wp in enumerate(self._input_wr):
+            px = self.pixels[b]
+            code = (px << (fmt.frac_bits - 8)) if fmt.frac_bits >= 8 else \
+                (px >> (8 - fmt.frac_bits))
+            m.d.comb += [wp.addr.eq(in_slot0 * R1 + c), wp.data.eq(code),
+                         wp.en.eq(c < self.beats)]
+
+        ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
+               "info_label": info_label, "info_k": info_k, "info_update": info_update,
+               "pred_valid": self.pred_valid, "pred": self.pred}
+        ro_sel = []
+        for j in range(1, J + 1):
+            ro = {"row": self.ro_row, "lane": self.ro_lane,
+                  "w_data": Signal(signed(w), name=f"ro_w{j}"),
+                  "b_data": Signal(signed(w), name=f"ro_b{j}")}
+            jn = _Junction(cfg, geo, j, ctl, ports[j], ro)
+            jn.make_ports()
+            m.submodules[f"junction{j}"] = jn
+            ro_sel.append(ro)
+        sel_j = Signal.like(self.ro_junction, name="ro_j")
+        sel_b = Signal(name="ro_isbias")
+        m.d.ro += [sel_j.eq(self.ro_junction), sel_b.eq(self.ro_bias)]
+        m.d.comb += self.ro_data.eq(Mux(sel_b, Array([r["b_data"] for r in ro_sel])[sel_j],
+                                        Array([r["w_data"] for r in ro_sel])[sel_j]))
+        return m
+
+
+class Network(wiring.Component):
+    """The on-chip training accelerator for one configured network.
+
+    Parameters
+    ----------
+    cfg : NetworkConfig
+    schedule : "fast" or "reference"
+
+    Members
+    -------
+    i : In(stream.Signature(beat))
+        Input beats, ``beats_per_sample`` per sample: beat ``r`` carries pixels
+        ``r*z1 .. r*z1+z1-1`` (row ``r`` of every input bank); ``label``,
+        ``lr`` (learning-rate exponent) and ``update`` (0 = evaluate only) are
+        taken from beat 0.  When no beat is offered while one is needed, the
+        whole network stalls (global clock enable), so the schedule in junction
+        cycles never changes.
+    o : Out(stream.Signature(result))
+        One ``prediction`` per sample, in order.  A full output also stalls.
+    ro_junction, ro_bias, ro_row, ro_lane : In
+        Read-out address: weight ``w[row*z + lane]`` (or bias bank ``lane``,
+        row ``row``) of junction ``ro_junction + 1``; ``ro_data`` one clock later.
+    clocks : Out(48)
+        Enabled clocks so far (the network's own time base).
+
+    Timing: ``schedule.clocks_per_cycle`` clocks per sample in steady state;
+    the prediction of sample ``n`` enters the output buffer in enabled clock
+    ``(n + F[J]) * clocks_per_cycle + C + WRITE_LATENCY`` (its ``clock`` field).
+    """
+
+    def __init__(self, cfg, schedule="fast"):
+        self.cfg = cfg
+        self.schedule = hardware_schedule(cfg, schedule)
+        self.geometry = NetworkGeometry(cfg, self.schedule)
+        self.beats_per_sample = cfg.layers[0] // cfg.z[0]
+        cls = max(cfg.classes, 2)
+        self.beat_layout = data.StructLayout({
+            "pixels": data.ArrayLayout(unsigned(8), cfg.z[0]),
+            "label": unsigned(_bits(cls)),
+            "lr": unsigned(4),
+            "update": unsigned(1),
+        })
+        self.result_layout = data.StructLayout({"prediction": unsigned(_bits(cls)),
+                                                "clock": unsigned(48)})
+        super().__init__({
+            "i": In(stream.Signature(self.beat_layout)),
+            "o": Out(stream.Signature(self.result_layout)),
+            "ro_junction": In(range(max(cfg.junctions, 2))),
+            "ro_bias": In(1),
+            "ro_row": In(range(max(cfg.cycle, max(cfg.layers[1:]), 2))),
+            "ro_lane": In(range(max(max(cfg.z), 2))),
+            "ro_data": Out(signed(cfg.fmt.width)),
+            "clocks": Out(48),
+        })
+
+    @property
+    def clocks_per_sample(self):
+        return self.schedule.clocks_per_cycle
+
+    def prediction_clock(self, n):
+        """The ``clock`` field of sample ``n``'s result: the enabled clock
+        (counted from 0) in which its prediction enters the output buffer."""
+        s = self.schedule
+        return (n + s.F[-1]) * s.clocks_per_cycle + self.cfg.cycle + WRITE_LATENCY
+
+    def drain_samples(self):
+        """No-update samples to feed after the last real one so that every
+        update has landed (the golden model's drain)."""
+        s = self.schedule
+        # the last UP's pipeline spills ceil(WRITE_LATENCY / cycle) cycles further
+        return s.U[0] + 1 + -(-WRITE_LATENCY // s.clocks_per_cycle)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.ro = cd_ro = ClockDomain("ro", local=True)
+        m.d.comb += [cd_ro.clk.eq(ClockSignal("sync")), cd_ro.rst.eq(ResetSignal("sync"))]
+        core = _Core(self.cfg, self.schedule)
+        ce = Signal(name="ce")
+        m.submodules.core = EnableInserter({"sync": ce})(core)
+
+        pending = Signal(name="out_pending")
+        result = Signal(self.result_layout, name="out_result")
+        space = ~pending | self.o.ready
+        m.d.comb += [
+            ce.eq((~core.need_input | self.i.valid) & space),
+            self.i.ready.eq(core.need_input & space),
+            core.pixels.eq(self.i.payload.pixels),
+            core.label.eq(self.i.payload.label),
+            core.lr.eq(self.i.payload.lr),
+            core.update.eq(self.i.payload.update),
+            self.o.valid.eq(pending),
+            self.o.payload.eq(result),
+            self.clocks.eq(core.clocks),
+            core.ro_junction.eq(self.ro_junction),
+            core.ro_bias.eq(self.ro_bias),
+            core.ro_row.eq(self.ro_row),
+            core.ro_lane.eq(self.ro_lane),
+            self.ro_data.eq(core.ro_data),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += pending.eq(0)
+        with m.If(ce & core.pred_valid):
+            m.d.sync += [pending.eq(1), result.prediction.eq(core.pred),
+                         result.clock.eq(core.clocks)]
+        return m
