@@ -189,8 +189,9 @@ class _Junction(Elaboratable):
     activation ROM.
     """
 
-    def __init__(self, cfg, geo, j, ctl, ports, readout):
+    def __init__(self, cfg, geo, j, ctl, ports, readout, fault=None):
         self.cfg, self.geo, self.j = cfg, geo, j
+        self.fault = fault or {}
         self.ctl, self.ports, self.readout = ctl, ports, readout
         self.pattern = cfg.patterns()[j - 1]
         J = cfg.junctions
@@ -210,8 +211,10 @@ class _Junction(Elaboratable):
         self.biases = [Memory(shape=signed(w), depth=self.NR, init=[int(v) for v in bias[:, i]])
                        for i in range(self.q)]
         table = cfg.activation_table()
-        self.sigma_rom = Memory(shape=signed(w), depth=table.depth,
-                                init=[int(v) for v in table.sigma])
+        sigma = [int(v) for v in table.sigma]
+        if "sigma" in self.fault:
+            sigma[self.fault["sigma"]] ^= 1 << 4
+        self.sigma_rom = Memory(shape=signed(w), depth=table.depth, init=sigma)
         self.dsigma_rom = None if self.last else Memory(
             shape=signed(w), depth=table.depth, init=[int(v) for v in table.dsigma])
         rb = _bits(self.R)
@@ -363,7 +366,10 @@ class _Junction(Elaboratable):
         dl4 = [Signal(signed(w), name=f"{pre}dlane{k}_s4") for k in range(z)]
         for k in range(z):
             i = k // fi if fi <= z else 0
-            m.d.sync += [dw4[k].eq(mul_value(db3[i], a_up3[k], fmt)), dl4[k].eq(d3[i])]
+            dw = mul_value(db3[i], a_up3[k], fmt)
+            if self.fault.get("update") == (j, k):
+                dw = dw ^ 1
+            m.d.sync += [dw4[k].eq(dw), dl4[k].eq(d3[i])]
         for k in range(z):
             m.d.comb += self._w_rd[k].addr.eq(pipe("c", 3))
 
@@ -516,8 +522,8 @@ class _Junction(Elaboratable):
 class _Core(Elaboratable):
     """Everything that advances with the network clock enable."""
 
-    def __init__(self, cfg, schedule):
-        self.cfg, self.schedule = cfg, schedule
+    def __init__(self, cfg, schedule, fault=None):
+        self.cfg, self.schedule, self.fault = cfg, schedule, fault
         self.geo = NetworkGeometry(cfg, schedule)
         fmt = cfg.fmt
         z1 = cfg.z[0]
@@ -628,7 +634,7 @@ class _Core(Elaboratable):
             ro = {"row": self.ro_row, "lane": self.ro_lane,
                   "w_data": Signal(signed(w), name=f"ro_w{j}"),
                   "b_data": Signal(signed(w), name=f"ro_b{j}")}
-            jn = _Junction(cfg, geo, j, ctl, ports[j], ro)
+            jn = _Junction(cfg, geo, j, ctl, ports[j], ro, self.fault)
             jn.make_ports()
             m.submodules[f"junction{j}"] = jn
             ro_sel.append(ro)
@@ -647,6 +653,11 @@ class Network(wiring.Component):
     ----------
     cfg : NetworkConfig
     schedule : "fast" or "reference"
+    fault : dict, optional
+        Deliberate defect, only to prove the equivalence tests can fail:
+        ``{"sigma": i}`` flips bit 4 of activation-table entry ``i`` in the
+        ROMs; ``{"update": (j, k)}`` flips bit 0 of the weight change of lane
+        ``k`` of junction ``j``.
 
     Members
     -------
@@ -670,8 +681,9 @@ class Network(wiring.Component):
     ``(n + F[J]) * clocks_per_cycle + C + WRITE_LATENCY`` (its ``clock`` field).
     """
 
-    def __init__(self, cfg, schedule="fast"):
+    def __init__(self, cfg, schedule="fast", fault=None):
         self.cfg = cfg
+        self.fault = fault
         self.schedule = hardware_schedule(cfg, schedule)
         self.geometry = NetworkGeometry(cfg, self.schedule)
         self.beats_per_sample = cfg.layers[0] // cfg.z[0]
@@ -716,7 +728,7 @@ class Network(wiring.Component):
         m = Module()
         m.domains.ro = cd_ro = ClockDomain("ro", local=True)
         m.d.comb += [cd_ro.clk.eq(ClockSignal("sync")), cd_ro.rst.eq(ResetSignal("sync"))]
-        core = _Core(self.cfg, self.schedule)
+        core = _Core(self.cfg, self.schedule, self.fault)
         ce = Signal(name="ce")
         m.submodules.core = EnableInserter({"sync": ce})(core)
 

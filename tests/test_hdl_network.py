@@ -1,0 +1,124 @@
+"""Whole-network equivalence: the Amaranth hardware, simulated, trains a few
+dozen samples (training and no-update samples mixed, input and output stalls)
+and ends with every weight and bias identical to the golden model's, the same
+predictions, and the cycle count its own schedule predicts."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from sparse_edge.gen.config import initial_parameters, legal_cycles
+from sparse_edge.hdl.network import WRITE_LATENCY, Network, hardware_schedule
+from sparse_edge.sim.golden import GoldenModel
+from sparse_edge.sim.rtl import simulate_amaranth
+
+from .conftest import make_config
+from .test_golden import tiny_data
+
+# (id, layers, fanout, C, (int, frac), kind, schedule) -- together they cover
+# L = 2, 3, 4; 8-, 10- and 12-bit formats; every interleaver kind; several
+# neurons per clock (C | N), one per clock, multi-clock neurons (N | C) down
+# to a single lane; one-row banks (C = fo) and p/z = 2; both schedules.
+CASES = [
+    ("L2-multiclock-ref", (8, 4), (2,), 8, (2, 7), "random_start", "reference"),
+    ("L2-multiclock-fast", (8, 4), (2,), 8, (2, 7), "zero_start", "fast"),
+    ("L3-q4-8bit", (16, 8, 4), (2, 2), 4, (2, 5), "random_start", "fast"),
+    ("L3-pz2-10bit-ref", (16, 8, 4), (2, 2), 4, (2, 7), "zero_start", "reference"),
+    ("L3-onerow-C=fo", (8, 8, 4), (2, 2), 2, (2, 7), "zero_start", "fast"),
+    ("L3-onerow-C=1", (8, 8, 4), (1, 1), 1, (2, 7), "random_start", "fast"),
+    ("L3-dither-12bit", (16, 8, 4), (2, 2), 8, (3, 8), "bank_dither", "fast"),
+    ("L3-rowperm", (16, 8, 8), (2, 4), 8, (2, 7), "row_permutation", "reference"),
+    ("L3-single-lane-z1", (4, 4, 4), (1, 1), 4, (2, 7), "random_start", "fast"),
+    ("L3-mixed-regimes", (16, 4, 8), (2, 4), 8, (2, 6), "bank_dither", "fast"),
+    ("L4-fast", (8, 4, 4, 4), (2, 2, 2), 4, (2, 7), "row_permutation", "fast"),
+    ("L4-ref-12bit", (8, 8, 4, 4), (2, 2, 2), 8, (4, 7), "random_start", "reference"),
+]
+
+
+def check_equivalence(cfg, schedule, n=24, seed=0, stall_every=7, out_stall_every=5,
+                      fault=None):
+    net = Network(cfg, schedule, fault=fault)
+    x, labels, ks = tiny_data(cfg, n, seed, no_update_every=4)
+    hw = simulate_amaranth(net, x, labels, ks, stall_every=stall_every,
+                           out_stall_every=out_stall_every)
+    gm = GoldenModel(cfg)
+    ref = gm.run(x, labels, ks, net.schedule)
+    problems = []
+    if not (hw.predictions == ref.predictions).all():
+        problems.append(f"predictions differ: hw {hw.predictions} golden {ref.predictions}")
+    for j, ((w, b), (gw, gb)) in enumerate(zip(hw.params, gm.parameters()), start=1):
+        if (w != gw).any():
+            e = int(np.flatnonzero(w != gw)[0])
+            problems.append(f"junction {j} weight {e}: hw {w[e]} golden {gw[e]}")
+        if (b != gb).any():
+            r = int(np.flatnonzero(b != gb)[0])
+            problems.append(f"junction {j} bias {r}: hw {b[r]} golden {gb[r]}")
+    expect = [net.prediction_clock(i) for i in range(n)]
+    if list(hw.clocks) != expect:
+        problems.append(f"prediction clocks {list(hw.clocks)} != schedule {expect}")
+    return net, hw, problems
+
+
+@pytest.mark.parametrize("name,layers,fanout,cycle,fmt,kind,sched", CASES,
+                         ids=[c[0] for c in CASES])
+def test_network_bit_exact(name, layers, fanout, cycle, fmt, kind, sched):
+    cfg = make_config(layers, fanout, cycle, *fmt, kind=kind, seed=3)
+    net, hw, problems = check_equivalence(cfg, sched)
+    assert not problems, "\n".join(problems)
+    # training really happened (the comparison is not between untouched inits)
+    init = initial_parameters(cfg)
+    assert any((w != iw).any() for (w, _), (iw, _) in zip(hw.params, init))
+    # steady state: one sample per junction cycle
+    assert set(np.diff(hw.clocks)) == {net.clocks_per_sample}
+    if sched == "fast":
+        assert net.clocks_per_sample == cfg.cycle
+    else:
+        assert net.clocks_per_sample == cfg.cycle + WRITE_LATENCY
+
+
+@pytest.mark.parametrize("fault", [{"update": (1, 0)}, {"sigma": None}],
+                         ids=["weight-update-bit", "table-entry"])
+def test_equivalence_check_can_fail(fault):
+    cfg = make_config((16, 8, 4), (2, 2), 8, kind="random_start", seed=3)
+    if "sigma" in fault:
+        # corrupt the table entry the first junction uses most often
+        x, labels, ks = tiny_data(cfg, 24, 0, no_update_every=4)
+        gm = GoldenModel(cfg)
+        idx = [cfg.activation_table().index(
+            gm.ops[0].ff(gm.w[0], gm.b[0], cfg.fmt.pixel(xi).astype(np.int32))[0]) for xi in x]
+        fault = {"sigma": int(np.bincount(np.concatenate(idx)).argmax())}
+    _, _, problems = check_equivalence(cfg, "fast", fault=fault)
+    assert problems, "a corrupted hardware passed the equivalence check"
+
+
+@st.composite
+def random_configs(draw):
+    L = draw(st.integers(2, 4))
+    while True:
+        layers = [draw(st.sampled_from([4, 8, 16])) for _ in range(L)]
+        fanout = [draw(st.sampled_from([f for f in (1, 2, 4) if f <= layers[i + 1]]))
+                  for i in range(L - 1)]
+        legal = legal_cycles(layers, fanout)
+        if legal:
+            break
+    cycle = draw(st.sampled_from([c for c, z in legal if max(z) <= 16]))
+    fmt = draw(st.sampled_from([(1, 6), (2, 7), (3, 8)]))
+    kind = draw(st.sampled_from(["zero_start", "random_start", "row_permutation",
+                                 "bank_dither"]))
+    return make_config(layers, fanout, cycle, *fmt, kind=kind, seed=draw(st.integers(0, 50)))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_configs(), st.sampled_from(["fast", "reference"]), st.integers(0, 5))
+def test_random_configs_bit_exact(cfg, sched, seed):
+    _, _, problems = check_equivalence(cfg, sched, n=16, seed=seed)
+    assert not problems, "\n".join(problems)
+
+
+def test_schedule_properties_read_from_hardware():
+    cfg = make_config((16, 8, 4), (2, 2), 8)
+    fast, ref = hardware_schedule(cfg, "fast"), hardware_schedule(cfg, "reference")
+    assert ref.F == (1, 2) and ref.U == (4, 3)            # the reference offsets
+    assert fast.clocks_per_cycle == 8 and ref.clocks_per_cycle == 8 + WRITE_LATENCY
+    assert Network(cfg, "fast").schedule == fast
+    with pytest.raises(ValueError, match="unknown hardware schedule"):
+        hardware_schedule(cfg, "turbo")
