@@ -35,10 +35,12 @@ def beats_of(net, x, labels, ks):
     return out
 
 
-def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=None):
+def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=None,
+                      readout=True):
     """Run ``len(x)`` samples plus the drain through ``net`` (a
     :class:`~sparse_edge.hdl.network.Network`) in Amaranth's simulator.
 
+    ``readout=False`` skips reading the parameters back.
     ``stall_every``: withhold the input for one clock before every
     ``stall_every``-th beat (0 = never); ``out_stall_every``: likewise refuse
     the output.  Returns an :class:`RtlResult`.
@@ -86,8 +88,9 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
         for _ in range(2 * net.clocks_per_sample + 8):
             await ctx.tick()
         ctx.set(net.o.ready, 0)
+        state["clocks"] = ctx.get(net.clocks)
         # read back every weight and bias
-        for j in range(cfg.junctions):
+        for j in range(cfg.junctions if readout else 0):
             z = cfg.z[j]
             w = np.zeros(cfg.edges[j], dtype=np.int32)
             ctx.set(net.ro_junction, j)
@@ -109,7 +112,6 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
                 await ctx.tick()
                 b[r] = ctx.get(net.ro_data)
             params.append((w, b))
-        state["clocks"] = ctx.get(net.clocks)
 
     sim.add_testbench(producer)
     sim.add_testbench(consumer)
