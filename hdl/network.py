@@ -39,7 +39,7 @@ clock offsets).
 
 import math
 
-from amaranth.hdl import (Array, Cat, ClockDomain, ClockSignal, Const, Elaboratable,
+from amaranth.hdl import (Array, Assert, Cat, ClockDomain, ClockSignal, Const, Elaboratable,
                           EnableInserter, Module, Mux, ResetSignal, Signal, signed, unsigned)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -189,9 +189,10 @@ class _Junction(Elaboratable):
     activation ROM.
     """
 
-    def __init__(self, cfg, geo, j, ctl, ports, readout, fault=None):
+    def __init__(self, cfg, geo, j, ctl, ports, readout, fault=None, checks=False):
         self.cfg, self.geo, self.j = cfg, geo, j
         self.fault = fault or {}
+        self.checks = checks
         self.ctl, self.ports, self.readout = ctl, ports, readout
         self.pattern = cfg.patterns()[j - 1]
         J = cfg.junctions
@@ -290,6 +291,15 @@ class _Junction(Elaboratable):
             bank_row = lane_row
         for b in range(z):
             pipe.add(f"brow{b}", bank_row[b] if self.row_bits else Const(0, 1))
+        if self.checks:
+            # simulation-time checks of the address generator: every lane's
+            # row is inside its bank, and the bank rotation is a permutation
+            for k in range(z):
+                if self.row_bits and (1 << self.row_bits) != R:
+                    m.d.comb += Assert(~active | (lane_row[k] < R),
+                                       f"junction {j} lane {k}: row address out of range")
+            if dithered:
+                m.d.comb += Assert(~active | (dsig < z), f"junction {j}: bank rotation >= z")
 
         lff = slot(F, geo.K_act[j - 1], "act_ff")
         lup = slot(U, geo.K_act[j - 1], "act_up")
@@ -481,6 +491,12 @@ class _Junction(Elaboratable):
                 cur_s, cur_i, have = ns, ni, nh
             with m.If(wr_ok):
                 m.d.sync += [best_s.eq(cur_s), best_i.eq(cur_i)]
+            if ctl.get("outputs") is not None:
+                outs = ctl["outputs"]
+                for i in range(q):
+                    for r in range(i, cfg.layers[-1], q):
+                        with m.If(wr_ok & (row6 == r // q)):
+                            m.d.sync += outs[r].eq(a6[i])
             pred_valid, pred = ctl["pred_valid"], ctl["pred"]
             m.d.sync += pred_valid.eq(wr_ok & (row6 == self.NR - 1))
             with m.If(wr_ok & (row6 == self.NR - 1)):
@@ -522,8 +538,11 @@ class _Junction(Elaboratable):
 class _Core(Elaboratable):
     """Everything that advances with the network clock enable."""
 
-    def __init__(self, cfg, schedule, fault=None):
+    def __init__(self, cfg, schedule, fault=None, checks=False, outputs=False):
         self.cfg, self.schedule, self.fault = cfg, schedule, fault
+        self.checks = checks
+        self.outputs = Signal(data.ArrayLayout(signed(cfg.fmt.width), cfg.layers[-1])) \
+            if outputs else None
         self.geo = NetworkGeometry(cfg, schedule)
         fmt = cfg.fmt
         z1 = cfg.z[0]
@@ -628,13 +647,14 @@ class _Core(Elaboratable):
 
         ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
                "info_label": info_label, "info_k": info_k, "info_update": info_update,
-               "pred_valid": self.pred_valid, "pred": self.pred}
+               "pred_valid": self.pred_valid, "pred": self.pred,
+               "outputs": self.outputs}
         ro_sel = []
         for j in range(1, J + 1):
             ro = {"row": self.ro_row, "lane": self.ro_lane,
                   "w_data": Signal(signed(w), name=f"ro_w{j}"),
                   "b_data": Signal(signed(w), name=f"ro_b{j}")}
-            jn = _Junction(cfg, geo, j, ctl, ports[j], ro, self.fault)
+            jn = _Junction(cfg, geo, j, ctl, ports[j], ro, self.fault, self.checks)
             jn.make_ports()
             m.submodules[f"junction{j}"] = jn
             ro_sel.append(ro)
@@ -653,6 +673,12 @@ class Network(wiring.Component):
     ----------
     cfg : NetworkConfig
     schedule : "fast" or "reference"
+    outputs : bool
+        Also return the output activations (codes) of every sample
+        (``result.outputs``).
+    checks : bool
+        Add simulation-time assertions on the address generators (for tests;
+        leave off for synthesis).
     fault : dict, optional
         Deliberate defect, only to prove the equivalence tests can fail:
         ``{"sigma": i}`` flips bit 4 of activation-table entry ``i`` in the
@@ -669,7 +695,9 @@ class Network(wiring.Component):
         whole network stalls (global clock enable), so the schedule in junction
         cycles never changes.
     o : Out(stream.Signature(result))
-        One ``prediction`` per sample, in order.  A full output also stalls.
+        One ``prediction`` per sample, in order (plus ``clock``, the enabled
+        clock it was formed in, and with ``outputs=True`` the output
+        activations).  A full output also stalls.
     ro_junction, ro_bias, ro_row, ro_lane : In
         Read-out address: weight ``w[row*z + lane]`` (or bias bank ``lane``,
         row ``row``) of junction ``ro_junction + 1``; ``ro_data`` one clock later.
@@ -681,9 +709,11 @@ class Network(wiring.Component):
     ``(n + F[J]) * clocks_per_cycle + C + WRITE_LATENCY`` (its ``clock`` field).
     """
 
-    def __init__(self, cfg, schedule="fast", fault=None):
+    def __init__(self, cfg, schedule="fast", fault=None, outputs=False, checks=False):
         self.cfg = cfg
         self.fault = fault
+        self.with_outputs = outputs
+        self.checks = checks
         self.schedule = hardware_schedule(cfg, schedule)
         self.geometry = NetworkGeometry(cfg, self.schedule)
         self.beats_per_sample = cfg.layers[0] // cfg.z[0]
@@ -694,8 +724,10 @@ class Network(wiring.Component):
             "lr": unsigned(4),
             "update": unsigned(1),
         })
-        self.result_layout = data.StructLayout({"prediction": unsigned(_bits(cls)),
-                                                "clock": unsigned(48)})
+        fields = {"prediction": unsigned(_bits(cls)), "clock": unsigned(48)}
+        if outputs:
+            fields["outputs"] = data.ArrayLayout(signed(cfg.fmt.width), cfg.layers[-1])
+        self.result_layout = data.StructLayout(fields)
         super().__init__({
             "i": In(stream.Signature(self.beat_layout)),
             "o": Out(stream.Signature(self.result_layout)),
@@ -728,7 +760,7 @@ class Network(wiring.Component):
         m = Module()
         m.domains.ro = cd_ro = ClockDomain("ro", local=True)
         m.d.comb += [cd_ro.clk.eq(ClockSignal("sync")), cd_ro.rst.eq(ResetSignal("sync"))]
-        core = _Core(self.cfg, self.schedule, self.fault)
+        core = _Core(self.cfg, self.schedule, self.fault, self.checks, self.with_outputs)
         ce = Signal(name="ce")
         m.submodules.core = EnableInserter({"sync": ce})(core)
 
@@ -756,4 +788,6 @@ class Network(wiring.Component):
         with m.If(ce & core.pred_valid):
             m.d.sync += [pending.eq(1), result.prediction.eq(core.pred),
                          result.clock.eq(core.clocks)]
+            if self.with_outputs:
+                m.d.sync += result.outputs.eq(core.outputs)
         return m

@@ -15,6 +15,7 @@ __all__ = ["RtlResult", "beats_of", "simulate_amaranth"]
 @dataclass
 class RtlResult:
     predictions: np.ndarray      # per real sample
+    outputs: np.ndarray | None
     clocks: np.ndarray           # enabled clock of each prediction (real samples)
     params: list                 # [(w, b), ...] read back after the run
     total_clocks: int            # wall clocks simulated (stalls included)
@@ -52,7 +53,7 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
     ls = np.concatenate([labels, np.zeros(drain, dtype=np.int64)])
     kk = np.concatenate([np.broadcast_to(ks, (N,)), np.full(drain, NO_UPDATE)])
     beats = beats_of(net, xs, ls, kk)
-    preds, clocks = [], []
+    preds, clocks, outs = [], [], []
     params = []
     state = {"clocks": 0}
 
@@ -79,6 +80,8 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
             ctx.set(net.o.ready, 1)
             payload, = await ctx.tick().sample(net.o.payload).until(net.o.valid)
             preds.append(int(payload.prediction))
+            if net.with_outputs:
+                outs.append([int(v) for v in payload.outputs])
             clocks.append(int(payload.clock))
             got += 1
         # drain: the remaining (dummy) predictions are accepted and dropped;
@@ -120,4 +123,5 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
             sim.run()
     else:
         sim.run()
-    return RtlResult(np.array(preds), np.array(clocks), params, state["clocks"])
+    return RtlResult(np.array(preds), np.array(outs) if net.with_outputs else None,
+                     np.array(clocks), params, state["clocks"])

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Whole-network equivalence: the Amaranth hardware, simulated, trains a few
 dozen samples (training and no-update samples mixed, input and output stalls)
 and ends with every weight and bias identical to the golden model's, the same
@@ -36,15 +37,17 @@ CASES = [
 
 def check_equivalence(cfg, schedule, n=24, seed=0, stall_every=7, out_stall_every=5,
                       fault=None):
-    net = Network(cfg, schedule, fault=fault)
+    net = Network(cfg, schedule, fault=fault, outputs=True, checks=True)
     x, labels, ks = tiny_data(cfg, n, seed, no_update_every=4)
     hw = simulate_amaranth(net, x, labels, ks, stall_every=stall_every,
                            out_stall_every=out_stall_every)
     gm = GoldenModel(cfg)
-    ref = gm.run(x, labels, ks, net.schedule)
+    ref = gm.run(x, labels, ks, net.schedule, keep_outputs=True)
     problems = []
     if not (hw.predictions == ref.predictions).all():
         problems.append(f"predictions differ: hw {hw.predictions} golden {ref.predictions}")
+    if not (hw.outputs == ref.outputs).all():
+        problems.append("output activations differ")
     for j, ((w, b), (gw, gb)) in enumerate(zip(hw.params, gm.parameters()), start=1):
         if (w != gw).any():
             e = int(np.flatnonzero(w != gw)[0])
