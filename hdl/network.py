@@ -248,6 +248,7 @@ class _Junction(Elaboratable):
             m.submodules[f"{pre}dsigma"] = self.dsigma_rom
 
         c, active, cycle_end, t = ctl["c"], ctl["active"], ctl["cycle_end"], ctl["t"]
+        ce, ro, ld = ctl["ce"], self.readout, ctl["load"]
         pipe = _Pipe(m, pre)
 
         def slot(offset, K, name):
@@ -355,13 +356,14 @@ class _Junction(Elaboratable):
         b_old = []
         for i in range(q):
             bport = self._bias_rd[i]
-            m.d.comb += bport.addr.eq(pipe("nat_row", 1))
+            m.d.comb += [bport.addr.eq(pipe("nat_row", 1)), bport.en.eq(ce)]
             m.d.comb += db2[i].eq(round_shift_var(-d2[i], k2, K_MAX))
             wp = self._bias_wr[i]
+            load = ld["en"] & (ro["junction"] == j - 1) & ro["bias"] & (ro["lane"] == i)
             m.d.comb += [
-                wp.addr.eq(pipe("nat_row", 2)),
-                wp.data.eq(sat_value(bport.data + db2[i], fmt)),
-                wp.en.eq(pipe("vup", 2) & pipe("last_span", 2)),
+                wp.addr.eq(Mux(load, ro["row"], pipe("nat_row", 2))),
+                wp.data.eq(Mux(load, ld["data"], sat_value(bport.data + db2[i], fmt))),
+                wp.en.eq(load | (ce & pipe("vup", 2) & pipe("last_span", 2))),
             ]
             b_old.append(bport.data)
 
@@ -381,7 +383,7 @@ class _Junction(Elaboratable):
                 dw = dw ^ 1
             m.d.sync += [dw4[k].eq(dw), dl4[k].eq(d3[i])]
         for k in range(z):
-            m.d.comb += self._w_rd[k].addr.eq(pipe("c", 3))
+            m.d.comb += [self._w_rd[k].addr.eq(pipe("c", 3)), self._w_rd[k].en.eq(ce)]
 
         # -- S4: weight write-back, FF and BP products -----------------------------
         a_ff4 = [self._delay(m, a_ff[k], 3, f"{pre}aff{k}") for k in range(z)]
@@ -390,10 +392,11 @@ class _Junction(Elaboratable):
         for k in range(z):
             wv = self._w_rd[k].data
             wp = self._w_wr[k]
+            load = ld["en"] & (ro["junction"] == j - 1) & ~ro["bias"] & (ro["lane"] == k)
             m.d.comb += [
-                wp.addr.eq(pipe("c", 4)),
-                wp.data.eq(sat_value(wv + dw4[k], fmt)),
-                wp.en.eq(pipe("vup", 4)),
+                wp.addr.eq(Mux(load, ro["row"], pipe("c", 4))),
+                wp.data.eq(Mux(load, ld["data"], sat_value(wv + dw4[k], fmt))),
+                wp.en.eq(load | (ce & pipe("vup", 4))),
             ]
             m.d.sync += [pf5[k].eq(mul_value(a_ff4[k], wv, fmt)),
                          pb5[k].eq(mul_value(wv, dl4[k], fmt))]
@@ -503,7 +506,6 @@ class _Junction(Elaboratable):
                 m.d.sync += pred.eq(cur_i)
 
         # -- read-out port ----------------------------------------------------------
-        ro = self.readout
         for p in self.ro_w:
             m.d.comb += p.addr.eq(ro["row"])
         for p in self.ro_b:
@@ -526,12 +528,16 @@ class _Junction(Elaboratable):
         return out
 
     def make_ports(self):
-        """Create the junction's own memory ports (before elaboration)."""
-        self._w_wr = [mem.write_port() for mem in self.weights]
-        self._w_rd = [mem.read_port(transparent_for=(wp,))
+        """Create the junction's own memory ports (before elaboration).
+
+        Weight and bias ports live in the ungated ``ro`` domain with the
+        network clock enable applied explicitly, so the load port can write
+        while the network is stalled."""
+        self._w_wr = [mem.write_port(domain="ro") for mem in self.weights]
+        self._w_rd = [mem.read_port(domain="ro", transparent_for=(wp,))
                       for mem, wp in zip(self.weights, self._w_wr)]
-        self._bias_wr = [mem.write_port() for mem in self.biases]
-        self._bias_rd = [mem.read_port(transparent_for=(wp,))
+        self._bias_wr = [mem.write_port(domain="ro") for mem in self.biases]
+        self._bias_rd = [mem.read_port(domain="ro", transparent_for=(wp,))
                          for mem, wp in zip(self.biases, self._bias_wr)]
 
 
@@ -560,6 +566,9 @@ class _Core(Elaboratable):
         self.ro_row = Signal(range(max(cfg.cycle, max(cfg.layers[1:]), 2)))
         self.ro_lane = Signal(range(max(max(cfg.z), 2)))
         self.ro_data = Signal(signed(fmt.width))
+        self.ce = Signal()
+        self.ld_en = Signal()
+        self.ld_data = Signal(signed(fmt.width))
 
     def elaborate(self, platform):
         m = Module()
@@ -648,10 +657,12 @@ class _Core(Elaboratable):
         ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
                "info_label": info_label, "info_k": info_k, "info_update": info_update,
                "pred_valid": self.pred_valid, "pred": self.pred,
-               "outputs": self.outputs}
+               "outputs": self.outputs, "ce": self.ce,
+               "load": {"en": self.ld_en, "data": self.ld_data}}
         ro_sel = []
         for j in range(1, J + 1):
-            ro = {"row": self.ro_row, "lane": self.ro_lane,
+            ro = {"row": self.ro_row, "lane": self.ro_lane, "junction": self.ro_junction,
+                  "bias": self.ro_bias,
                   "w_data": Signal(signed(w), name=f"ro_w{j}"),
                   "b_data": Signal(signed(w), name=f"ro_b{j}")}
             jn = _Junction(cfg, geo, j, ctl, ports[j], ro, self.fault, self.checks)
@@ -701,6 +712,10 @@ class Network(wiring.Component):
     ro_junction, ro_bias, ro_row, ro_lane : In
         Read-out address: weight ``w[row*z + lane]`` (or bias bank ``lane``,
         row ``row``) of junction ``ro_junction + 1``; ``ro_data`` one clock later.
+    ld_en, ld_data : In
+        Load port: while ``ld_en`` is high, ``ld_data`` is written to the
+        weight or bias at the read-out address (write the network only while
+        it is stalled, e.g. before the first sample or between runs).
     clocks : Out(48)
         Enabled clocks so far (the network's own time base).
 
@@ -736,6 +751,8 @@ class Network(wiring.Component):
             "ro_row": In(range(max(cfg.cycle, max(cfg.layers[1:]), 2))),
             "ro_lane": In(range(max(max(cfg.z), 2))),
             "ro_data": Out(signed(cfg.fmt.width)),
+            "ld_en": In(1),
+            "ld_data": In(signed(cfg.fmt.width)),
             "clocks": Out(48),
         })
 
@@ -781,6 +798,9 @@ class Network(wiring.Component):
             core.ro_bias.eq(self.ro_bias),
             core.ro_row.eq(self.ro_row),
             core.ro_lane.eq(self.ro_lane),
+            core.ce.eq(ce),
+            core.ld_en.eq(self.ld_en),
+            core.ld_data.eq(self.ld_data),
             self.ro_data.eq(core.ro_data),
         ]
         with m.If(self.o.valid & self.o.ready):

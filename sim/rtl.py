@@ -37,11 +37,12 @@ def beats_of(net, x, labels, ks):
 
 
 def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=None,
-                      readout=True):
+                      readout=True, load=None):
     """Run ``len(x)`` samples plus the drain through ``net`` (a
     :class:`~sparse_edge.hdl.network.Network`) in Amaranth's simulator.
 
-    ``readout=False`` skips reading the parameters back.
+    ``readout=False`` skips reading the parameters back; ``load`` (a list of
+    ``(w, b)`` codes per junction) is written through the load port first.
     ``stall_every``: withhold the input for one clock before every
     ``stall_every``-th beat (0 = never); ``out_stall_every``: likewise refuse
     the output.  Returns an :class:`RtlResult`.
@@ -61,6 +62,19 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
     sim.add_clock(1e-6)
 
     async def producer(ctx):
+        for j, (w, b) in enumerate(load or []):
+            z, q = cfg.z[j], net.geometry.q[j + 1]
+            ctx.set(net.ro_junction, j)
+            ctx.set(net.ld_en, 1)
+            for bias, vals, lanes in ((0, w, z), (1, b, q)):
+                ctx.set(net.ro_bias, bias)
+                for e, v in enumerate(vals):
+                    ctx.set(net.ro_row, e // lanes)
+                    ctx.set(net.ro_lane, e % lanes)
+                    ctx.set(net.ld_data, int(v))
+                    await ctx.tick()
+            ctx.set(net.ld_en, 0)
+        state["loaded"] = True
         for i, beat in enumerate(beats):
             if stall_every and i % stall_every == stall_every - 1:
                 ctx.set(net.i.valid, 0)
@@ -73,6 +87,8 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
 
     async def consumer(ctx):
         got = 0
+        while load and not state.get("loaded"):
+            await ctx.tick()
         while got < N:
             if out_stall_every and got % out_stall_every == out_stall_every - 1:
                 ctx.set(net.o.ready, 0)

@@ -125,3 +125,24 @@ def test_schedule_properties_read_from_hardware():
     assert Network(cfg, "fast").schedule == fast
     with pytest.raises(ValueError, match="unknown hardware schedule"):
         hardware_schedule(cfg, "turbo")
+
+
+def test_load_port_then_train_bit_exact():
+    """Parameters written through the load port are the ones trained."""
+    cfg = make_config((16, 8, 4), (2, 2), 8, kind="random_start", seed=2)
+    rng = np.random.default_rng(7)
+    params = [(rng.integers(-200, 200, cfg.edges[j]).astype(np.int32),
+               rng.integers(-100, 100, cfg.layers[j + 1]).astype(np.int32))
+              for j in range(cfg.junctions)]
+    net = Network(cfg, "fast")
+    x, labels, ks = tiny_data(cfg, 12, 1)
+    hw = simulate_amaranth(net, x, labels, ks, load=params)
+    gm = GoldenModel(cfg, params=params)
+    ref = gm.run(x, labels, ks, net.schedule)
+    assert (hw.predictions == ref.predictions).all()
+    for (w, b), (gw, gb) in zip(hw.params, gm.parameters()):
+        assert (w == gw).all() and (b == gb).all()
+    # and they differ from what the default init would have trained to
+    gm0 = GoldenModel(cfg)
+    gm0.run(x, labels, ks, net.schedule)
+    assert any((w != w0).any() for (w, _), (w0, _) in zip(hw.params, gm0.parameters()))
