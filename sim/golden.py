@@ -13,8 +13,9 @@ offsets with ``spacing = U[1] + 1`` so no sample sees a stale weight.
 A run streams a list of samples and drains the pipeline at the end (the
 hardware is drained the same way, by no-update samples that only flow through).
 
-Exported npz keys (:meth:`GoldenModel.save`): ``w1, b1, ... wJ, bJ`` (codes
-int32, or float64 in float mode), ``predictions`` (int64 per sample),
+Exported npz keys (:meth:`GoldenModel.save`): ``w1, b1, ... wJ, bJ`` (final
+codes int32, or float64 in float mode), ``init_w1, init_b1, ...`` (the
+parameters the model started from), ``predictions`` (int64 per sample),
 ``labels``, ``eta_exp`` (per sample, -1 = no update), ``schedule_F``,
 ``schedule_U``, ``schedule_spacing``, ``config`` (resolved TOML text), ``mode``.
 """
@@ -165,6 +166,7 @@ class GoldenModel:
         dtype = np.int32 if mode == "fixed" else np.float64
         self.w = [np.array(w, dtype=dtype) for w, _ in params]
         self.b = [np.array(b, dtype=dtype) for _, b in params]
+        self.initial = [(w.copy(), b.copy()) for w, b in zip(self.w, self.b)]
         if kernel not in ("auto", "numba", "numpy"):
             raise ValueError(f"kernel must be auto, numba or numpy, not {kernel!r}")
         self.kernel = kernel
@@ -275,6 +277,8 @@ class GoldenModel:
         """Write parameters (and optionally a run's predictions) to an npz
         with the keys documented in the module docstring."""
         arrays = self.parameter_arrays()
+        for j, (w, b) in enumerate(self.initial, start=1):
+            arrays[f"init_w{j}"], arrays[f"init_b{j}"] = w, b
         arrays["config"] = np.array(self.cfg.to_toml())
         arrays["mode"] = np.array(self.mode)
         if result is not None:

@@ -192,5 +192,6 @@ def test_save_npz_keys(tmp_path):
     r = m.run(x, labels, ks, sched)
     m.save(tmp_path / "g.npz", r, labels, ks, sched)
     f = np.load(tmp_path / "g.npz")
-    assert {"w1", "b1", "w2", "b2", "predictions", "labels", "eta_exp", "schedule_F",
+    assert (f["init_w1"] == initial_parameters(cfg)[0][0]).all()
+    assert {"w1", "b1", "w2", "b2", "init_w1", "init_b2", "predictions", "labels", "eta_exp", "schedule_F",
             "schedule_U", "schedule_spacing", "config", "mode"} <= set(f.files)
