@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sparse_edge.gen.cli import main
-from sparse_edge.gen.config import load_config
+from sparse_edge.gen.config import initial_parameters, load_config
 
 from .conftest import ROOT
 
@@ -58,6 +58,7 @@ def test_check_board_prints_derived_figures(capsys):
     assert rows[2][1:6] == ["64", "32", "16", "32", "1024"]
     assert (rows[1][7], rows[2][7]) == ("128", "32")          # z
     assert "parameters: 5216 (fully connected: 67680, 13.0x fewer)" in out
+    assert "fast schedule: 32 clocks per sample" in out         # exactly C
     assert "C + 4 = 36" in out
     assert ("legal C (z) for this network: 16 (256,64), 32 (128,32), 64 (64,16), "
             "128 (32,8), 256 (16,4), 512 (8,2), 1024 (4,1)") in out
@@ -152,6 +153,9 @@ def test_train_writes_golden_npz_and_plot(demo_runs):
             assert w.shape == (cfg.edges[j],) and b.shape == (cfg.layers[j + 1],)
             assert w.dtype == np.int32 and b.dtype == np.int32
             assert cfg.fmt.min <= w.min() and w.max() <= cfg.fmt.max
+        init = initial_parameters(cfg)
+        for j, (w0, b0) in enumerate(init, start=1):             # the seeded start point
+            assert np.array_equal(f[f"init_w{j}"], w0) and np.array_equal(f[f"init_b{j}"], b0)
         assert str(f["mode"]) == "fixed"
         assert len(f["predictions"]) == len(f["labels"]) == 360
         assert (f["eta_exp"] == -1).all()                       # test set: no update
@@ -205,12 +209,32 @@ def test_train_missing_dataset_path(tmp_path, capsys):
     (["--samples", "0"], "--samples must be >= 1"),
     (["--test-samples", "0"], "--test-samples must be >= 1"),
     (["--epochs", "0"], "training.epochs must be >= 1"),
-    (["--schedule", "fast"], "fast schedule"),
+    (["--mode", "double"], None),
 ])
 def test_train_user_errors(capsys, args, message):
+    if message is None:     # rejected by argparse (also exit status 2)
+        with pytest.raises(SystemExit) as exc:
+            main(["train", str(DEMO), "--data", "digits", "-q", *args])
+        assert exc.value.code == 2
+        assert "invalid choice" in capsys.readouterr().err
+        return
     assert main(["train", str(DEMO), "--data", "digits", "-q", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
+
+
+def test_train_fast_schedule_is_the_hardware_schedule(tmp_path, capsys):
+    from sparse_edge.hdl.network import hardware_schedule
+
+    js = tmp_path / "fast.json"
+    rc = main(["train", str(DEMO), "--data", "digits", "--schedule", "fast", "--epochs", "1",
+               "--samples", "300", "--test-samples", "100", "-q", "--json", str(js)])
+    assert rc == 0
+    sch = hardware_schedule(load_config(DEMO), "fast")
+    result = json.loads(js.read_text())
+    assert result["schedule"] == sch.to_dict()
+    assert result["schedule"]["clocks_per_cycle"] == 32          # exactly C clocks per sample
+    assert f"fast schedule (F={list(sch.F)}, U={list(sch.U)}" in capsys.readouterr().out
 
 
 def test_train_missing_init_file(tmp_path, capsys):
