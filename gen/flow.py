@@ -102,7 +102,7 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
         "drain_samples": net.drain_samples(),
         "beats_per_sample": net.beats_per_sample,
         "input_beat_bits": net.beat_layout.size,
-        "edge_multipliers": 3 * sum(cfg.z),
+        "multipliers": geo.multipliers(),
         "memory_bits": geo.memory_bits(),
         "copies": {"activations": geo.K_act, "derivatives": geo.K_da[1:],
                    "bp_accumulators": geo.K_acc[1:], "sample_info": geo.K_info},
@@ -117,7 +117,7 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
         f"C + 4 = {cfg.cycle + 4})",
         f"input: {net.beats_per_sample} beats of {cfg.z[0]} pixels per sample; drain with "
         f"{net.drain_samples()} no-update samples",
-        f"edge multipliers: {3 * sum(cfg.z)}",
+        f"multipliers: {geo.multipliers()}",
         "memory bits: " + ", ".join(f"{k} {v}" for k, v in geo.memory_bits().items()),
     ]
     (out / "summary.txt").write_text("\n".join(lines) + "\n")

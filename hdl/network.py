@@ -110,6 +110,16 @@ class NetworkGeometry:
         self.acc_width = [None] + [cfg.fmt.width + cfg.fanout[h].bit_length()
                                    for h in range(1, L - 1)]
 
+    def multipliers(self):
+        """Multipliers of the datapath: per lane FF ``mul(a, w)`` and UP
+        ``mul(db, a)``, BP ``mul(w, d)`` in junctions whose left layer is
+        hidden, and one ``mul(a', sat(acc))`` per hidden neuron per clock."""
+        cfg = self.cfg
+        lanes = sum(cfg.z)
+        bp = sum(cfg.z[1:])
+        deriv = sum(self.q[h] for h in range(1, cfg.L - 1))
+        return 2 * lanes + bp + deriv
+
     def memory_bits(self):
         """Bits of every memory, by kind."""
         cfg, w = self.cfg, self.cfg.fmt.width
@@ -398,8 +408,9 @@ class _Junction(Elaboratable):
                 wp.data.eq(Mux(load, ld["data"], sat_value(wv + dw4[k], fmt))),
                 wp.en.eq(load | (ce & pipe("vup", 4))),
             ]
-            m.d.sync += [pf5[k].eq(mul_value(a_ff4[k], wv, fmt)),
-                         pb5[k].eq(mul_value(wv, dl4[k], fmt))]
+            m.d.sync += pf5[k].eq(mul_value(a_ff4[k], wv, fmt))
+            if not self.first:  # junction 1 has no BP (its left layer is the input)
+                m.d.sync += pb5[k].eq(mul_value(wv, dl4[k], fmt))
 
         # -- S5: adder tree, bias, activation ROM; BP accumulator read -------------
         b5 = [self._delay(m, b3[i], 2, f"{pre}bias{i}") for i in range(q)]
