@@ -31,6 +31,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) bench/golden_throughput.py
+	$(PY) bench/schedule_accuracy.py
+	$(PY) bench/clocks_per_sample.py
+	$(PY) bench/verilog_emit.py
 
 clean:
 	rm -rf out build .pytest_cache .hypothesis
