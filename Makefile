@@ -24,6 +24,7 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/sparse-edge check $(CONFIG)
 	$(VENV)/bin/sparse-edge train $(CONFIG) --data $(DATA) --out out/demo --plot
+	$(VENV)/bin/sparse-edge generate $(CONFIG) -o out/demo/rtl
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q -ra $(PYTEST_ARGS)
