@@ -195,16 +195,21 @@ def _image_shape(features):
     return (side, side) if side * side == features else (features,)
 
 
+def _check_pixels(a, what):
+    """Refuse non-integer pixels or values outside 0..255."""
+    if not np.issubdtype(a.dtype, np.integer):
+        raise DatasetError(f"{what} has dtype {a.dtype}; images must be integer pixels "
+                           f"0..255 (store them as uint8)")
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise DatasetError(f"{what} has values outside 0..255 (min {a.min()}, max "
+                           f"{a.max()}); images must be 8-bit pixels")
+
+
 def _checked_images(a, where, key):
     if a.ndim not in (2, 3):
         raise DatasetError(f"{where}: {key} must have shape (N, H, W) or (N, F), not {a.shape} "
                            f"({a.ndim} dimensions)")
-    if not np.issubdtype(a.dtype, np.integer):
-        raise DatasetError(f"{where}: {key} has dtype {a.dtype}; images must be integer pixels "
-                           f"0..255 (store them as uint8)")
-    if a.size and (a.min() < 0 or a.max() > 255):
-        raise DatasetError(f"{where}: {key} has values outside 0..255 (min {a.min()}, max "
-                           f"{a.max()}); images must be 8-bit pixels")
+    _check_pixels(a, f"{where}: {key}")
     if any(d == 0 for d in a.shape[1:]):
         raise DatasetError(f"{where}: {key} has empty images (shape {a.shape})")
     return a.reshape(len(a), -1).astype(np.uint8), tuple(a.shape[1:])
@@ -371,12 +376,7 @@ def padded_inputs(x, cfg):
                            f"a dataset with {cfg.inputs} features (inputs are zero-padded to "
                            f"layers[0] = {cfg.layers[0]}, never truncated)")
     if x.dtype != np.uint8:
-        if not np.issubdtype(x.dtype, np.integer):
-            raise DatasetError(f"images have dtype {x.dtype}; they must be integer pixels "
-                               f"0..255 (uint8)")
-        if x.size and (x.min() < 0 or x.max() > 255):
-            raise DatasetError(f"images have values outside 0..255 (min {x.min()}, max "
-                               f"{x.max()})")
+        _check_pixels(x, "images")
     out = np.zeros((x.shape[0], cfg.layers[0]), dtype=np.uint8)
     out[:, :cfg.inputs] = x
     return out

@@ -17,8 +17,7 @@ _CHUNK = 2048  # junction cycles per kernel call (progress granularity)
 
 
 @njit(cache=True, nogil=True)
-def _rmul(x, half, frac, lo, hi):
-    x = (x + half) >> frac
+def _clip(x, lo, hi):
     if x < lo:
         return lo
     if x > hi:
@@ -27,12 +26,9 @@ def _rmul(x, half, frac, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _clip(x, lo, hi):
-    if x < lo:
-        return lo
-    if x > hi:
-        return hi
-    return x
+def _rmul(x, half, frac, lo, hi):
+    """Round half up by ``frac`` bits, then saturate (``QFormat.mul``)."""
+    return _clip((x + half) >> frac, lo, hi)
 
 
 @njit(cache=True, nogil=True)
