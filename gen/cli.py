@@ -56,12 +56,12 @@ def cmd_check(args):
               f"{per_clk:>11}")
     print(f"parameters: {cfg.parameters} (fully connected: {cfg.parameters_fc}, "
           f"{cfg.parameters_fc / cfg.parameters:.1f}x fewer)")
-    mults = 3 * sum(cfg.z)
-    print(f"edge multipliers (FF + BP + UP, one weight read feeds all three): {mults}")
-    wbits = sum(cfg.edges) * fmt.width
-    bbits = sum(cfg.layers[1:]) * fmt.width
-    print(f"weight memory: {wbits} bits, bias memory: {bbits} bits")
-    from ..hdl.network import hardware_schedule
+    from ..hdl.network import NetworkGeometry, hardware_schedule
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
+    print(f"multipliers: {geo.multipliers()} (per lane FF + UP, + BP from junction 2 on; "
+          f"one a' multiplier per hidden neuron finished per clock)")
+    print("memory bits (fast schedule): " +
+          ", ".join(f"{k} {v}" for k, v in geo.memory_bits().items()))
     for kind in ("fast", "reference"):
         sch = hardware_schedule(cfg, kind)
         print(f"{kind:>9} schedule: {sch.clocks_per_cycle} clocks per sample, F={list(sch.F)} "
@@ -230,6 +230,139 @@ def cmd_generate(args):
     return 0
 
 
+# -- synth / estimate / explore ---------------------------------------------------------
+def _hw_config(args):
+    """The config of a hardware command, with ``--cycle`` applied."""
+    try:
+        cfg = load_config(args.config)
+        if getattr(args, "cycle", None) is not None and args.cycle != cfg.cycle:
+            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}-c{args.cycle}")
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    return cfg
+
+
+def _hw_target(name):
+    from .synth import SynthError, get_target
+    try:
+        return get_target(name)
+    except SynthError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_estimate(args):
+    from .estimate import estimate
+    cfg = _hw_config(args)
+    t = _hw_target(args.target)
+    t0 = time.perf_counter()
+    e = estimate(cfg, t, args.schedule, args.freq, max_dsp=args.max_dsp)
+    dt = time.perf_counter() - t0
+    r, av = e.resources, t.available
+    print(f"{cfg.name} ({'-'.join(map(str, cfg.layers))}, C={cfg.cycle}, z={list(cfg.z)}, "
+          f"{cfg.fmt}) on {t.name} ({t.part}), {args.schedule} schedule")
+    print(f"{'resource':<8} {'estimate':>9} {'available':>10} {'util':>6}")
+    for k in ("lut", "ff", "bram", "dsp", "lutram"):
+        util = f"{100 * r[k] / av[k]:.0f}%" if av[k] else "-"
+        flag = "  OVER" if av[k] is not None and r[k] > av[k] else ""
+        print(f"{k:<8} {r[k]:>9,} {av[k]:>10,} {util:>6}{flag}")
+    print(f"multipliers: {e.multipliers} (FF + UP per lane, BP per lane from junction 2, "
+          f"one derivative per hidden neuron and clock)"
+          + (f"; {e.soft_multipliers} of them in LUTs (--max-dsp {args.max_dsp})"
+             if e.soft_multipliers else ""))
+    mb = e.total
+    print(f"memory bits: {sum(e.memory_bits.values()):,} logical; placed: {mb.bram_bits:,} in "
+          f"block RAM, {mb.lutram_bits:,} in LUT RAM, {mb.logic_bits:,} in logic "
+          f"(read ports replicate banks)")
+    print(f"clocks per sample: {e.clocks_per_sample}; at {e.fmax_mhz:g} MHz"
+          f"{' (typical fmax of the family)' if e.fmax_assumed else ''}: "
+          f"{e.samples_per_s:,.0f} samples/s, MNIST epoch (60k) {e.mnist_epoch_s:.3f} s")
+    if args.blocks:
+        print(f"\n{'block':<18} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM':>5} {'LUTRAM':>7}")
+        for name, b in e.blocks.items():
+            print(f"{name:<18} {b.lut:>8,.0f} {b.ff:>8,.0f} {b.dsp:>5} {b.bram:>5} "
+                  f"{b.lutram:>7}")
+        for n in e.to_dict()["memory_mapping"]:
+            print(f"  {n}")
+    if e.over:
+        print("estimate: does NOT fit - " + "; ".join(
+            f"{k} {v:,} of {a:,} (+{v - a:,}, {100 * v / a:.0f}%)" for k, v, a in e.over))
+    else:
+        print(f"estimate: fits ({100 * e.utilization:.0f}% of the fullest resource)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(e.to_dict(), indent=2) + "\n")
+    if not args.quiet:
+        print(f"({dt * 1000:.0f} ms)")
+    return 0
+
+
+def cmd_synth(args):
+    from .synth import (DoesNotFit, Progress, SynthError, SynthOptions, format_report,
+                        synthesize)
+    cfg = _hw_config(args)
+    t = _hw_target(args.target)
+    opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
+                        max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
+                        pnr=not args.no_pnr)
+    prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
+    try:
+        rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
+                         force=args.rebuild)
+    except DoesNotFit as e:
+        if e.report:
+            print(format_report(e.report))
+        raise UserError(str(e)) from None
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    print(format_report(rep))
+    bdir = Path(rep["build_dir"])
+    print(f"report: {bdir / 'report.json'} (logs beside it)")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("report.json", "summary.txt"):
+            (out / name).write_bytes((bdir / name).read_bytes())
+        print(f"copied report.json and summary.txt to {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+    return 0
+
+
+def cmd_explore(args):
+    from .explore import ProcessExecutor, explore, format_points
+    from .synth import SynthError, SynthOptions
+    cfg = _hw_config(args)
+    t = _hw_target(args.target)
+    if args.synth is not None and args.synth < 0:
+        raise UserError(f"--synth must be >= 0, not {args.synth}")
+    opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed)
+    try:
+        points, front = explore(cfg, t, args.schedule, args.freq, synth=args.synth or 0,
+                                executor=ProcessExecutor(args.jobs) if args.synth else None,
+                                build_root=args.build_dir, options=opts, quiet=args.quiet)
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    print(f"network {cfg.name}: {'-'.join(map(str, cfg.layers))}, fo={list(cfg.fanout)}, "
+          f"{cfg.fmt}; {len(points)} legal C")
+    print(format_points(points, t))
+    fit = [p for p in front if p.est.fits]
+    print("Pareto front (samples/s vs LUTs" + (", fitting points" if fit else
+                                               ", nothing fits") + "): " +
+          ", ".join(f"C={p.cycle} ({p.samples_per_s:,.0f}/s, {p.lut:,} LUT)" for p in front))
+    result = {"command": "explore", "config": cfg.to_dict(), "target": t.to_dict(),
+              "schedule": args.schedule, "points": [p.to_dict() for p in points],
+              "pareto": [p.cycle for p in front], "versions": _versions()}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "explore.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "explore.txt").write_text(format_points(points, t) + "\n")
+        print(f"wrote {out / 'explore.json'} and {out / 'explore.txt'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    failed = [p for p in points if p.synth and p.synth["status"] not in ("ok",)]
+    return 1 if failed and len(failed) == sum(1 for p in points if p.synth) else 0
+
+
 # -- entry point ----------------------------------------------------------------
 def build_parser():
     ap = argparse.ArgumentParser(prog="sparse-edge", description=__doc__.splitlines()[0])
@@ -260,6 +393,56 @@ def build_parser():
     p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     p.add_argument("--name", default="sparse_edge_top", help="top module name")
     p.set_defaults(func=cmd_generate)
+
+    from .synth import TARGETS
+    targets = ", ".join(TARGETS)
+    p = sub.add_parser("estimate", help="analytic resource/throughput estimate (instant)")
+    p.add_argument("config")
+    p.add_argument("--target", "-t", required=True, help=f"FPGA: {targets}")
+    p.add_argument("--cycle", type=int, help="override the junction-cycle length C")
+    p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
+    p.add_argument("--freq", type=float, help="clock (MHz) for samples/s (default: typical fmax)")
+    p.add_argument("--max-dsp", type=int, metavar="N",
+                   help="DSP budget: multipliers beyond N are built from LUTs")
+    p.add_argument("--blocks", action="store_true", help="per-block breakdown, memory mapping")
+    p.add_argument("--json", help="write the estimate here")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("synth", help="synthesize, place & route (Yosys + nextpnr) with a report")
+    p.add_argument("config")
+    p.add_argument("--target", "-t", required=True, help=f"FPGA: {targets}")
+    p.add_argument("--cycle", type=int, help="override the junction-cycle length C")
+    p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
+    p.add_argument("--freq", type=float, help="nextpnr clock target in MHz (default per target)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--max-dsp", type=int, metavar="N",
+                   help="DSP budget: multipliers beyond N are built from LUTs (Yosys booth)")
+    p.add_argument("--build-dir", default="build/synth",
+                   help="build directories (keyed by Verilog, target and tool versions)")
+    p.add_argument("--out", help="also copy report.json and summary.txt here")
+    p.add_argument("--json", help="also write the report here")
+    p.add_argument("--no-pnr", action="store_true", help="stop after Yosys (cell counts only)")
+    p.add_argument("--ignore-fit", action="store_true",
+                   help="run nextpnr even when Yosys' counts exceed the device")
+    p.add_argument("--rebuild", action="store_true", help="ignore a finished build")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("explore", help="every legal C: estimates, fit, Pareto front; "
+                                       "--synth K runs the K most promising")
+    p.add_argument("config")
+    p.add_argument("--target", "-t", required=True, help=f"FPGA: {targets}")
+    p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
+    p.add_argument("--freq", type=float, help="clock (MHz) for samples/s and nextpnr")
+    p.add_argument("--synth", type=int, metavar="K", help="synthesize the K most promising points")
+    p.add_argument("--jobs", "-j", type=int, help="parallel synthesis workers (default: cores)")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--build-dir", default="build/synth")
+    p.add_argument("--out", help="directory for explore.json and explore.txt")
+    p.add_argument("--json", help="also write the JSON result here")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_explore)
     return ap
 
 

