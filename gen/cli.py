@@ -363,6 +363,116 @@ def cmd_explore(args):
     return 1 if failed and len(failed) == sum(1 for p in points if p.synth) else 0
 
 
+# -- simulate (compiled RTL) --------------------------------------------------------
+def cmd_simulate(args):
+    """Train and evaluate in the compiled RTL simulation (CXXRTL) of the emitted
+    Verilog; ``--check`` compares it with the golden model on the same samples."""
+    from tqdm import tqdm
+
+    from ..hdl.network import Network
+    from ..sim.cxxrtl import CompiledSimulator, check_against_golden, training_phases
+    from .flow import ToolError
+    try:
+        cfg = load_config(args.config)
+        if args.epochs is not None:
+            cfg = cfg.with_(**{"training.epochs": args.epochs})
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    for opt, v in (("--samples", args.samples), ("--test-samples", args.test_samples)):
+        if v is not None and v < 0:
+            raise UserError(f"{opt} must be >= 0, not {v}")
+    schedule = args.schedule or (cfg.schedule if cfg.schedule in ("fast", "reference")
+                                 else "fast")
+    ds, x_train, x_test = _load_data(cfg, args.data)
+    y_train, y_test = ds.y_train, ds.y_test
+    if args.samples is not None:
+        x_train, y_train = x_train[:args.samples], y_train[:args.samples]
+    if args.test_samples is not None:
+        x_test, y_test = x_test[:args.test_samples], y_test[:args.test_samples]
+    if len(x_train) + len(x_test) == 0:
+        raise UserError("no samples to simulate")
+    net = Network(cfg, schedule)
+    images = np.concatenate([x_train, x_test])
+    labels = np.concatenate([y_train, y_test])
+    phases = training_phases(cfg, len(x_train), len(x_test))
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    sim = CompiledSimulator(net, log=log)
+    t0 = time.perf_counter()
+    try:
+        info = sim.build()
+    except ToolError as e:
+        raise UserError(str(e)) from None
+    build_s = time.perf_counter() - t0
+    print(f"simulating {cfg.name} ({'-'.join(map(str, cfg.layers))}, z={list(cfg.z)}) in the "
+          f"compiled RTL on {ds.name}: {cfg.epochs} epoch(s) of {len(x_train)} train + "
+          f"{len(x_test)} test samples, {schedule} hardware schedule "
+          f"({net.clocks_per_sample} clocks per sample)")
+    total = sum(len(ph.samples) for ph in phases) + len(phases) * net.drain_samples()
+    bar = tqdm(total=total, desc="RTL", unit="sample", disable=args.quiet, file=sys.stderr,
+               leave=False)
+    last = [0]
+
+    def progress(fed, preds, clocks, secs):
+        bar.update(fed - last[0])
+        last[0] = fed
+        bar.set_postfix_str(f"{clocks / max(secs, 1e-9):,.0f} clk/s", refresh=False)
+
+    try:
+        r = sim.run_phases(images, labels, phases, progress=progress, keep=args.keep)
+    except ToolError as e:
+        raise UserError(str(e)) from None
+    finally:
+        bar.close()
+    if r.run_dir is not None:
+        print(f"simulation input, output and log kept in {r.run_dir}")
+    rows = []
+    for k, ph in enumerate(phases):
+        acc = float((r.predictions[k] == labels[ph.samples]).mean()) if len(ph.samples) else None
+        rows.append({"phase": ph.name, "samples": int(len(ph.samples)),
+                     "eta_exp": None if ph.eta_exp == NO_UPDATE else int(ph.eta_exp),
+                     "accuracy": acc})
+        print(f"{ph.name:<18} {len(ph.samples):>6} samples  accuracy {acc:7.2%}")
+    cps = r.clocks_per_sample()
+    print(f"measured clocks per sample: {cps:g} (schedule: {net.clocks_per_sample}); "
+          f"{r.wall_clocks:,} clocks simulated in {r.seconds:.1f} s = "
+          f"{r.wall_clocks / max(r.seconds, 1e-9):,.0f} clocks/s, "
+          f"{r.stream_samples / max(r.seconds, 1e-9):,.0f} samples/s "
+          f"(build {'cached' if info.cached else 'compiled'} in {build_s:.1f} s)")
+    result = {"command": "simulate", "config": cfg.to_dict(), "config_digest": cfg.digest(),
+              "dataset": ds.name, "schedule": net.schedule.to_dict(),
+              "clocks_per_sample": net.clocks_per_sample, "measured_clocks_per_sample": cps,
+              "phases": rows, "simulated_clocks": r.wall_clocks,
+              "network_clocks": r.network_clocks, "run_seconds": round(r.seconds, 3),
+              "clocks_per_second": round(r.wall_clocks / max(r.seconds, 1e-9), 1),
+              "build_seconds": round(build_s, 3), "build_cached": info.cached,
+              "build_dir": str(info.path), "versions": _versions()}
+    status = 0
+    if args.check:
+        gbar = tqdm(total=total - len(phases) * net.drain_samples(), desc="golden",
+                    unit="sample", disable=args.quiet, file=sys.stderr, leave=False)
+        gdone = [0]
+
+        def gprogress(n):
+            gbar.update(n - gdone[0])
+            gdone[0] = n
+
+        try:
+            rep = check_against_golden(net, images, labels, phases, r, progress=gprogress)
+        finally:
+            gbar.close()
+        for line in rep.lines():
+            print(line)
+        result["check"] = {"passed": rep.ok, "samples": rep.samples, "readouts": rep.readouts,
+                           "mismatches": rep.counts, "first": [str(m) for m in rep.first]}
+        status = 0 if rep.ok else 1
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        except OSError as e:
+            raise UserError(f"cannot write {args.json}: {e}") from None
+    return status
+
+
 # -- entry point ----------------------------------------------------------------
 def build_parser():
     ap = argparse.ArgumentParser(prog="sparse-edge", description=__doc__.splitlines()[0])
@@ -443,6 +553,23 @@ def build_parser():
     p.add_argument("--json", help="also write the JSON result here")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_explore)
+
+    p = sub.add_parser("simulate", help="train in the compiled RTL simulation (CXXRTL) of the "
+                                        "emitted Verilog; --check compares with the golden model")
+    p.add_argument("config")
+    p.add_argument("--data", default="digits",
+                   help="digits (offline default), mnist, an .npz or an IDX directory")
+    p.add_argument("--schedule", choices=("fast", "reference"),
+                   help="hardware schedule (default: the config's, if it is a hardware one)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--samples", type=int, help="use only the first N training samples")
+    p.add_argument("--test-samples", type=int, help="use only the first N test samples")
+    p.add_argument("--check", action="store_true",
+                   help="compare predictions, clocks, weights and biases with the golden model")
+    p.add_argument("--json", help="write the JSON result here")
+    p.add_argument("--keep", action="store_true", help="keep the simulation's input/output files")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or build messages")
+    p.set_defaults(func=cmd_simulate)
     return ap
 
 
