@@ -10,14 +10,26 @@ and a small C++ harness (``sim/harness/harness.cc``) is linked against it.
 The harness streams samples from a binary input file, collects every
 prediction with its clock stamp, reads all weights and biases back through
 the read-out port after each *phase* (a training epoch, a test pass), and
-writes a binary output file.  Builds are cached under
+writes a binary output file (``output.bin.part``, renamed when complete,
+with a CRC; anything else is refused).  Builds are cached under
 ``$SPARSE_EDGE_CACHE/cxxrtl`` (default ``~/.cache/sparse-edge/cxxrtl``), keyed by
 a SHA-256 of the Verilog, the harness source, the compiler and its flags, so a
-rerun does not recompile.
+rerun does not recompile; an index keyed by the config and the package
+sources lets a rerun skip even the Verilog emission.
 
 Phases mirror the golden model's ``run()`` calls: every phase ends with
 ``net.drain_samples()`` no-update dummy samples, exactly the hardware
 equivalent of the golden model's drain, then the read-out.
+
+Speed (board network, 2 cores): the build takes about a minute (Verilog
+emission ~7 s, Yosys ~15 s, C++ ~45 s wall / ~85 s CPU) and the simulation
+runs at ~50-75k clocks/s, a few hundred times Amaranth's simulator; see
+``bench/compiled_sim.py``.  What makes it fast: the evaluation function is
+split into ~1500-line units compiled in parallel, each flattened (full
+inlining); a branch-free ``commit()`` replaces the generated one; the harness
+evaluates once per clock (arming the edge detector by hand instead of
+evaluating the falling edge) unless the model has combinational feedback; the
+read-out is pipelined (a new address every clock).
 """
 
 import hashlib
@@ -49,21 +61,25 @@ HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "harness.cc"
 TOP = "sparse_edge_top"
 #: Bump when the build recipe (Yosys script, splitting, top.h) changes.
-RECIPE = "cxxrtl-build-5"
-#: Yosys script: flatten, drop unused wires (``opt`` is avoided on purpose: its
-#: merging makes CXXRTL see false feedback arcs and evaluate in delta cycles).
-YOSYS_SCRIPT = ("read_verilog design.v; hierarchy -top {top}; proc; flatten; opt_clean; "
-                "write_cxxrtl -g0 -header design.cc")
-#: Optimization flags for the model's hot code (evaluation chunks, commit,
-#: harness).  Every chunk is marked ``flatten``, so GCC inlines the CXXRTL
-#: value operations outright instead of weighing each call: measured on the
-#: board network (2 cores), ``-O2`` builds in ~1.5 min and simulates ~37k
-#: clocks/s; ``-O1`` ~1.2 min and ~23k clocks/s; ``-Og`` is slower to build
-#: *and* ~20x slower to run.  Override with ``$SPARSE_EDGE_CXXFLAGS``.
+RECIPE = "cxxrtl-build-8"
+#: Yosys script: flatten, merge identical cells (a quarter less C++ on the
+#: board network), drop unused wires.  Not ``opt``: merging multiplexers makes
+#: CXXRTL see false feedback arcs (multi-bit wires whose bits sit at different
+#: logic levels) and evaluate in delta cycles; ``opt_merge -nomux`` does not.
+YOSYS_SCRIPT = ("read_verilog design.v; hierarchy -top {top}; proc; flatten; "
+                "opt_merge -nomux; opt_clean; write_cxxrtl -g0 -header design.cc")
+#: Optimization flags for the model's hot code (evaluation chunks, harness).
+#: Every chunk is marked ``flatten``, so GCC inlines the CXXRTL value
+#: operations outright instead of weighing each call (without it, ``-O1`` took
+#: over 6 minutes on the unsplit board model).  Measured on the board network,
+#: 2 cores: ``-O2`` ~1.35x the compile time of ``-O1`` for ~1.6x its simulation
+#: speed; ``-Og`` compiles fastest (without ``flatten``) but simulates ~30x
+#: slower.  Override with ``$SPARSE_EDGE_CXXFLAGS``.
 DEFAULT_OPT_FLAGS = ("-O2",)
-#: ``design.cc`` keeps only ``reset()`` (run once) and the chunk calls.
+#: ``design.cc`` keeps only ``reset()`` (run once) and the chunk calls;
+#: ``make_top.cc`` the model's constructor.
 COLD_FLAGS = ("-O0",)
-#: ``commit.cc`` (one flattened function of simple copies): ``-O1`` runs as
+#: ``commit_<i>.cc`` (flattened functions of simple copies): ``-O1`` runs as
 #: fast as ``-O2`` and compiles in half the time.
 COMMIT_FLAGS = ("-O1",)
 BASE_FLAGS = ("-std=c++17", "-DCXXRTL_NDEBUG", "-fno-var-tracking", "-w")
@@ -230,10 +246,10 @@ def split_eval(cc, top_class, header="", header_name="design.h", chunk_lines=CHU
     ``{top_class}_split``; that class is what the harness instantiates, and
     the base class's ``eval()`` calls the chunks in order (each is a member
     of the derived class, so the generated statements compile unchanged).
-    The derived class also gets a branch-free ``commit()`` (``commit.cc``)
-    when the header's commit has the expected shape.
+    The derived class also gets a branch-free ``commit()`` (in parts,
+    ``commit_<i>.cc``) when the header's commit has the expected shape.
     Returns ``(files, class_name)`` with ``files`` a dict name -> text
-    (``design.cc`` rewritten, ``split.h``, ``eval_<i>.cc``, ``commit.cc``),
+    (``design.cc`` rewritten, ``split.h``, ``eval_<i>.cc``, ``commit_<i>.cc``),
     or ``None`` when the code does not have the expected shape (the caller
     then compiles it as one unit).
     """
@@ -307,8 +323,13 @@ def split_eval(cc, top_class, header="", header_name="design.h", chunk_lines=CHU
     split_h += [f"\tvoid eval_chunk_{i}(bool &converged, performer *performer);"
                 for i in range(len(chunks))]
     commit = _fast_commit(header, top_class) if header else None
+    commit_parts = []
     if commit is not None:
+        step = max(1, chunk_lines)
+        commit_parts = [commit[i:i + step] for i in range(0, len(commit), step)]
         split_h.append("\tbool commit() override;")
+        split_h += [f"\tbool commit_part_{i}(cxxrtl::observer &obs);"
+                    for i in range(len(commit_parts))]
     split_h += ["};", "", "} // namespace cxxrtl_design", ""]
     new_eval = [head, "\tbool converged = true;",
                 f"\t{cls} *self = static_cast<{cls} *>(this);"]
@@ -318,12 +339,21 @@ def split_eval(cc, top_class, header="", header_name="design.h", chunk_lines=CHU
     inc = f'#include "{header_name}"'
     if inc not in main:
         return None
+    if commit_parts:
+        # commit() itself only calls the parts (it lives in the cold unit)
+        main += "\n".join([
+            "", "namespace cxxrtl_design {", "",
+            f"bool {cls}::commit() {{",
+            "\tcxxrtl::observer obs;",
+            "\tbool changed = false;",
+            *[f"\tchanged |= commit_part_{i}(obs);" for i in range(len(commit_parts))],
+            "\treturn changed;", "}", "", "} // namespace cxxrtl_design", ""])
     files = {"design.cc": main.replace(inc, '#include "split.h"', 1),
              "split.h": "\n".join(split_h)}
     prelude = ['#include "split.h"', "", "using namespace cxxrtl_yosys;", "",
                "namespace cxxrtl_design {", ""]
-    if commit is not None:
-        files["commit.cc"] = "\n".join(prelude + [
+    for i, part in enumerate(commit_parts):
+        files[f"commit_{i}.cc"] = "\n".join(prelude + [
             "template<size_t N>",
             "static inline bool se_commit(cxxrtl::wire<N> &w) {",
             "\tbool changed = w.curr != w.next;",
@@ -331,9 +361,8 @@ def split_eval(cc, top_class, header="", header_name="design.h", chunk_lines=CHU
             "\treturn changed;",
             "}", "",
             "__attribute__((flatten))",
-            f"bool {cls}::commit() {{",
-            "\tcxxrtl::observer obs;",
-            "\tbool changed = false;", *commit, "\treturn changed;", "}", "",
+            f"bool {cls}::commit_part_{i}(cxxrtl::observer &obs) {{",
+            "\tbool changed = false;", *part, "\treturn changed;", "}", "",
             "} // namespace cxxrtl_design", ""])
     for i, ch in enumerate(chunks):
         files[f"eval_{i}.cc"] = "\n".join(
@@ -368,6 +397,16 @@ def _tail(path, lines=8):
         return ""
     errs = [ln for ln in text if "error" in ln.lower()]
     return "\n".join((errs or text)[-lines:])
+
+
+def _children_cpu():
+    """CPU seconds used by finished child processes (compilers) so far."""
+    try:
+        import resource
+    except ImportError:           # pragma: no cover - not POSIX
+        return 0.0
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _sha(*parts):
@@ -467,6 +506,13 @@ class CompiledSimulator:
         """Compile (or find in the cache) the simulator; returns :class:`BuildInfo`."""
         if self.build_info is not None:
             return self.build_info
+        try:
+            return self._build()
+        except OSError as e:
+            raise CompiledSimError(f"cannot use the build cache {self.cache} ({e}); set "
+                                   "SPARSE_EDGE_CACHE to a writable directory") from None
+
+    def _build(self):
         cxx = _compiler()
         include = runtime_include_dir()
         yosys = _yosys_command()
@@ -507,6 +553,12 @@ class CompiledSimulator:
         return info
 
     def _compile(self, verilog, dest, cxx, flags, include, yosys):
+        for old in self.cache.glob("build-*"):   # left by a killed build
+            try:
+                if time.time() - old.stat().st_mtime > 86400:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
         work = Path(tempfile.mkdtemp(prefix="build-", dir=self.cache))
         seconds = {}
         try:
@@ -551,20 +603,22 @@ class CompiledSimulator:
             if safe:
                 top_h += ["#ifndef SE_SAFE_CLOCKING", "#define SE_SAFE_CLOCKING 1", "#endif"]
             (work / "top.h").write_text("\n".join(top_h) + "\n")
-            units.append("harness.cc")
+            (work / "make_top.cc").write_text(
+                '#include "top.h"\n\nTOP_T *se_make_top() { return new TOP_T; }\n')
+            units += ["make_top.cc", "harness.cc"]
             n = len(units)
             self.log(f"compiling the C++ model ({n} units, {' '.join(flags)}, "
                      f"{os.cpu_count() or 1} parallel) ...")
             t0 = time.perf_counter()
-
+            cpu0 = _children_cpu()
             cold = split is not None
 
             def compile_unit(unit):
                 obj = unit[:-3] + ".o"
                 uflags = flags
-                if cold and unit == "design.cc":
+                if (cold and unit == "design.cc") or unit == "make_top.cc":
                     uflags = BASE_FLAGS + COLD_FLAGS
-                elif unit == "commit.cc" and not os.environ.get("SPARSE_EDGE_CXXFLAGS"):
+                elif unit.startswith("commit_") and not os.environ.get("SPARSE_EDGE_CXXFLAGS"):
                     uflags = BASE_FLAGS + COMMIT_FLAGS
                 _run_logged(cxx + list(uflags) + ["-I", str(include), "-I", ".", "-c", unit,
                                                   "-o", obj],
@@ -572,8 +626,8 @@ class CompiledSimulator:
                 return obj
 
             # biggest hot units first, so the parallel schedule ends together
-            order = sorted(units, key=lambda u: (cold and u == "design.cc",
-                                                 -(work / u).stat().st_size))
+            order = sorted(units, key=lambda u: ((cold and u == "design.cc") or
+                                                 u == "make_top.cc", -(work / u).stat().st_size))
             unit_seconds = {}
 
             def timed(unit):
@@ -591,6 +645,7 @@ class CompiledSimulator:
                     raise
             _run_logged(cxx + objs + ["-o", "sim"], work, work / "link.log", "linking")
             seconds["compile"] = time.perf_counter() - t0
+            seconds["compile_cpu"] = _children_cpu() - cpu0
             (work / "build.txt").write_text(
                 f"flags: {' '.join(flags)}\nunits: {n}\nsafe clocking: {safe}\n" +
                 "".join(f"{k}: {v:.1f} s\n" for k, v in seconds.items()) +
@@ -604,8 +659,9 @@ class CompiledSimulator:
                 if not (dest / "ok").exists():
                     raise
                 shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(self.cache / f"failed-{dest.name}", ignore_errors=True)
             self.log(f"compiled simulator: {dest} (Yosys {seconds['yosys']:.0f} s, "
-                     f"C++ {seconds['compile']:.0f} s)")
+                     f"C++ {seconds['compile']:.0f} s, {seconds['compile_cpu']:.0f} s of CPU)")
             return seconds
         except CompiledSimError as e:
             failed = self.cache / f"failed-{dest.name}"
@@ -669,9 +725,14 @@ class CompiledSimulator:
         run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sparse-edge-sim-"))
         run_dir.mkdir(parents=True, exist_ok=True)
         inp, outp, log = run_dir / "input.bin", run_dir / "output.bin", run_dir / "sim.log"
-        self._write_input(inp, all_images, all_labels, stream, stall_every, out_stall_every)
-        for p in (outp, outp.with_name(outp.name + ".part")):
-            p.unlink(missing_ok=True)
+        try:
+            self._write_input(inp, all_images, all_labels, stream, stall_every,
+                              out_stall_every)
+            for p in (outp, outp.with_name(outp.name + ".part")):
+                p.unlink(missing_ok=True)
+        except OSError as e:
+            raise CompiledSimError(f"cannot write the simulation input in {run_dir}: {e}") \
+                from None
         t0 = time.perf_counter()
         rc, lines = self._execute(info.path / "sim", inp, outp, log, progress)
         seconds = time.perf_counter() - t0
@@ -689,7 +750,7 @@ class CompiledSimulator:
                                    f"; log: {log} (input and partial output kept in {run_dir})")
         out = read_output(outp, n_readouts=len(phases),
                           per_readout=sum(cfg.edges) + sum(cfg.layers[1:]))
-        need = real_index[-1][-1] + 1 if phases and len(real_index[-1]) else 0
+        need = max((int(ri[-1]) + 1 for ri in real_index if len(ri)), default=0)
         if len(out.predictions) < need:
             raise CompiledSimError(f"the compiled simulation returned {len(out.predictions)} "
                                    f"predictions, expected at least {need}; log: {log}")

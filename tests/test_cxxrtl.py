@@ -185,6 +185,7 @@ def test_crashed_simulation_is_reported(cache, tmp_path):
     sim.build_info = BuildInfo(fake, "fake", True)
     with pytest.raises(CompiledSimError, match=r"killed by signal SIGSEGV.*log: ") as e:
         sim.run(x, labels, ks, workdir=tmp_path / "run")
+    assert str(tmp_path / "run" / "sim.log") in str(e.value)
     assert (tmp_path / "run" / "sim.log").read_text().startswith("about to crash")
     assert not (tmp_path / "run" / "output.bin").exists()
     # a harness that refuses its input exits with a message, not a result

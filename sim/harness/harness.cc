@@ -9,7 +9,8 @@
 //
 // The design-specific part comes from "top.h", generated per design: it
 // includes the CXXRTL model and defines TOP_T (the model class) and SE_PORT_*
-// (the mangled member names of the ports).  Everything else (layouts, sizes,
+// (the mangled member names of the ports); "make_top.cc" (also generated)
+// constructs the model.  Everything else (layouts, sizes,
 // read-out geometry) is read from the input file at run time.
 //
 // Usage: sim INPUT OUTPUT
@@ -27,9 +28,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 using namespace cxxrtl;
+
+// Defined in make_top.cc (compiled without optimization): the model's
+// constructor initializes every wire and memory and is huge, so it is kept out
+// of this optimized unit.
+TOP_T *se_make_top();
 
 namespace {
 
@@ -80,6 +87,11 @@ struct StreamRecord {
 struct Geometry {
 	uint32_t n_w, z, n_b, q;
 };
+
+// the layouts sparse_edge/sim/cxxrtl.py packs (struct "<8s30I", numpy dtypes)
+static_assert(sizeof(Header) == 128, "input header layout");
+static_assert(sizeof(StreamRecord) == 8, "stream record layout");
+static_assert(sizeof(Geometry) == 16, "geometry layout");
 
 // CRC-32 (IEEE, as zlib.crc32) over everything written before the trailer.
 struct Writer {
@@ -149,7 +161,7 @@ double now() {
 }
 
 struct Sim {
-	TOP_T top;
+	TOP_T &top;
 	Header h;
 	std::vector<uint8_t> images, labels;
 	std::vector<StreamRecord> stream;
@@ -160,6 +172,8 @@ struct Sim {
 	std::vector<uint64_t> readout_clocks;    // network clock count at each read-out
 	uint64_t wall = 0;                       // clock edges simulated
 	uint64_t idle = 0;                       // edges since the last handshake
+	Sim() : top(*se_make_top()) {}
+
 	bool out_stalled = false;                // this output's stall is done
 	uint64_t ro_sample = 0;                  // ro_data just before the last edge
 	double t0 = 0;
@@ -390,7 +404,7 @@ int main(int argc, char **argv) {
 		std::fprintf(stderr, "usage: %s INPUT OUTPUT\n", argv[0]);
 		return 2;
 	}
-	static Sim sim;  // large: keep it off the stack
+	static Sim sim;
 	sim.read_input(argv[1]);
 	sim.run();
 	sim.write_output(argv[2]);
