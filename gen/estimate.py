@@ -339,14 +339,14 @@ def layer_memory_cost(cfg, geo, h, fam):
     if h < L - 1:
         jn = h + 1
         zr, Rr = geo.z[jn], geo.R[jn]
-        c += map_memory(fam, w, geo.K_act[h] * Rr, 2, False, 0,
+        c += map_memory(fam, geo.act_shape[h].width, geo.K_act[h] * Rr, 2, False, 0,
                         f"layer {h} activations").scaled(zr)
         if h >= 1:
             aw = geo.acc_width[h]
             c += map_memory(fam, aw, geo.K_acc[h] * Rr, 2, False, 1,
                             f"layer {h} BP accumulators").scaled(zr)
     if 1 <= h < L - 1:
-        c += map_memory(fam, w, geo.K_da[h] * geo.NR[h], 1, False, 0,
+        c += map_memory(fam, geo.da_shape.width, geo.K_da[h] * geo.NR[h], 1, False, 0,
                         f"layer {h} derivatives").scaled(geo.q[h])
     if h == L - 1:
         c += map_memory(fam, w, geo.K_da[h] * geo.NR[h], 1, False, 0,

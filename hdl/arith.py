@@ -25,7 +25,7 @@ from ..gen.fixedpoint import QFormat
 from ..gen.tables import ActivationTable
 
 __all__ = [
-    "sat_value", "round_shift_value", "round_shift_var", "mul_value",
+    "sat_value", "round_shift_value", "round_shift_var", "mul_value", "round_sat",
     "Saturate", "RoundMul", "BiasStep", "ActivationROM",
 ]
 
@@ -167,7 +167,22 @@ def mul_value(a, b, fmt):
     Value
         ``signed(fmt.width)``, combinational.
     """
-    return sat_value(round_shift_value(_as_signed(a) * _as_signed(b), fmt.frac_bits), fmt)
+    return round_sat(_as_signed(a) * _as_signed(b), fmt)
+
+
+def round_sat(product, fmt):
+    """Second half of :func:`mul_value`: round an exact product half up by
+    ``fmt.frac_bits`` and saturate it, so a datapath can register the product
+    (the multiplier's output register) and round in the next stage.
+
+    ``mul_value(a, b, fmt)`` is ``round_sat(a * b, fmt)``.
+
+    Returns
+    -------
+    Value
+        ``signed(fmt.width)``, combinational.
+    """
+    return sat_value(round_shift_value(_as_signed(product), fmt.frac_bits), fmt)
 
 
 # -- components --------------------------------------------------------------
@@ -263,7 +278,7 @@ class RoundMul(wiring.Component):
             return m
         p_reg = Signal(product.shape(), name="product")
         m.d.sync += p_reg.eq(product)
-        result = sat_value(round_shift_value(p_reg, fmt.frac_bits), fmt)
+        result = round_sat(p_reg, fmt)
         for n in range(1, self.stages):
             r = Signal(signed(fmt.width), name=f"stage{n}")
             m.d.sync += r.eq(result)

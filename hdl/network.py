@@ -10,22 +10,35 @@ junction-cycle counter ``t``; a junction issues the ``z`` edges of clock ``c``
 next junction cycle still writes the right copy.  Pipeline of junction ``j``
 (stage ``Sk`` is ``k`` clocks after issue):
 
-``S0`` read left activations (FF copy and UP copy, interleaved bank/row from
-the pattern ROM) and, in natural order, the right layer's delta inputs
-(hidden: BP accumulator and ``a'``; output: ``a - y``).
-``S1`` rotate bank data to lanes (bank dither); ``d = mul(a', sat(acc))``;
-read the bias.
-``S2`` ``db = round_half_up(-d * 2**-k)``; bias ``b = sat(b + db)`` written back.
-``S3`` ``dw = mul(db, a_left)`` per lane; read the weight row (late, so the
-weight read-modify-write loop is one clock: read at ``S3``, written at ``S4``,
-read port transparent, correct for every ``C >= 1``).
-``S4`` ``w = sat(w + dw)`` written back; FF product ``mul(a, w)`` and BP
-product ``mul(w, d)`` from the same (pre-update) weight read.
-``S5`` FF adder tree per right neuron (+ span accumulator for multi-clock
-neurons), ``s = sat(sum + b)``, activation ROM read; BP accumulator read.
-``S6`` write ``a``/``a'`` (or ``a - y`` and the running argmax at the output);
-BP accumulator ``acc += product`` written back (read port transparent: a
-one-clock read-modify-write loop, hazard-free for every legal config).
+``S0`` (issue) read left activations (FF copy and UP copy, interleaved
+bank/row from the pattern ROM) and, in natural order, the right layer's delta
+inputs (hidden: BP accumulator and ``a'``; output: ``a - y``).
+``S_SEL`` rotate bank data to lanes (bank dither); select and saturate the
+accumulator; registered.
+``S_DMUL`` exact product ``a' * sat(acc)`` (the multiplier's output register).
+``S_DRND`` ``d`` = that product rounded and saturated (``mul``).
+``S_DB`` ``db = round_half_up(-d * 2**-k)``; bias read issued.
+``S_BIAS`` bias ``b = sat(b + db)`` written back (one-clock read-modify-write
+loop, read port transparent); exact weight-update product ``db * a_left``.
+``S_DW`` ``dw`` = that product rounded and saturated; weight row read issued
+(late, so the weight loop is one clock too: read issued at ``S_DW``, written
+at ``S_W``, correct for every ``C >= 1``).
+``S_W`` ``w = sat(w + dw)`` written back; exact FF product ``a * w`` and BP
+product ``w * d`` from the same (pre-update) weight read.
+``S_PRND`` both rounded and saturated.
+``S_TREE`` FF adder tree per right neuron, first half of its levels; BP
+products rotated to the accumulator banks; accumulator read issued.
+``S_ACC`` BP accumulator ``acc += product`` written back (one-clock loop);
+second half of the adder tree.
+``S_SUM`` span accumulator (multi-clock neurons) with the bias folded in:
+``sum + b``.
+``S_SAT`` ``s = sat(sum + b)``; activation ROM read issued.
+``S_WR`` write ``a``/``a'`` (or ``a - y`` and the running argmax at the
+output).
+
+Every multiplier's inputs and exact output are registered, and rounding,
+saturation, variable shifts and adder-tree halves each have a stage of their
+own, so no path carries more than one arithmetic step between registers.
 
 Everything a junction cycle writes is therefore readable
 ``C + WRITE_LATENCY`` clocks after the cycle starts.  The ``reference``
@@ -40,19 +53,36 @@ clock offsets).
 import math
 
 from amaranth.hdl import (Array, Assert, Cat, ClockDomain, ClockSignal, Const, Elaboratable,
-                          EnableInserter, Module, Mux, ResetSignal, Signal, signed, unsigned)
+                          EnableInserter, Module, Mux, ResetSignal, Shape, Signal, Value, signed,
+                          unsigned)
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..gen.config import initial_parameters
 from ..gen.schedule import Schedule
-from .arith import mul_value, round_shift_var, sat_value
+from .arith import _as_signed, round_sat, round_shift_var, sat_value
 
 __all__ = ["WRITE_LATENCY", "hardware_schedule", "Network", "NetworkGeometry"]
 
-#: Clocks from a junction's issue stage to its last memory write (stage S6).
-WRITE_LATENCY = 6
+# Pipeline stages of a junction, in clocks after the issue stage S0 (the
+# module docstring describes what each does).
+S_SEL = 1    # memory read data; bank rotation; BP accumulator block select, sat
+S_DMUL = 2   # derivative product a' * sat(acc), exact (multiplier output register)
+S_DRND = 3   # derivative rounded and saturated: d
+S_DB = 4     # bias step db = round(-d * 2**-k); bias read issued
+S_BIAS = 5   # bias write-back; weight-update product db * a, exact
+S_DW = 6     # weight-update product rounded and saturated: dw; weight read issued
+S_W = 7      # weight write-back; FF product a * w and BP product w * d, exact
+S_PRND = 8   # FF and BP products rounded and saturated
+S_TREE = 9   # adder tree, first half; BP products rotated to banks; accumulator read
+S_ACC = 10   # BP accumulator write-back; adder tree, second half
+S_SUM = 11   # span accumulator (the bias folded in)
+S_SAT = 12   # saturation: s; activation ROM read issued
+S_WR = 13    # activation, derivative and output-delta writes; argmax
+
+#: Clocks from a junction's issue stage to its last memory write (stage S_WR).
+WRITE_LATENCY = S_WR
 #: Largest learning-rate exponent (4-bit field).
 K_MAX = 15
 
@@ -109,6 +139,18 @@ class NetworkGeometry:
         self.K_info = U[1] + 1
         self.acc_width = [None] + [cfg.fmt.width + cfg.fanout[h].bit_length()
                                    for h in range(1, L - 1)]
+        # Storage shapes: activations and derivatives only take the values the
+        # input mapping and the activation table can produce, so their
+        # memories hold just the bits those need (zero/sign-extended on read).
+        fmt = cfg.fmt
+        f = fmt.frac_bits
+        top_pixel = 255 << (f - 8) if f >= 8 else 255 >> (8 - f)
+        table = cfg.activation_table()
+        self.act_shape = [_range_shape(0, top_pixel, fmt.width)] + \
+            [_range_shape(int(table.sigma.min()), int(table.sigma.max()), fmt.width)
+             for h in range(1, L - 1)]
+        self.da_shape = _range_shape(int(table.dsigma.min()), int(table.dsigma.max()),
+                                     fmt.width)
 
     def multipliers(self):
         """Multipliers of the datapath: per lane FF ``mul(a, w)`` and UP
@@ -125,12 +167,22 @@ class NetworkGeometry:
         cfg, w = self.cfg, self.cfg.fmt.width
         L = cfg.L
         out = {"weights": sum(cfg.edges) * w, "biases": sum(cfg.layers[1:]) * w}
-        out["activations"] = sum(self.K_act[h] * cfg.layers[h] * w for h in range(L - 1))
-        out["derivatives"] = sum(self.K_da[h] * cfg.layers[h] * w for h in range(1, L - 1))
+        out["activations"] = sum(self.K_act[h] * cfg.layers[h] * self.act_shape[h].width
+                                 for h in range(L - 1))
+        out["derivatives"] = sum(self.K_da[h] * cfg.layers[h] * self.da_shape.width
+                                 for h in range(1, L - 1))
         out["bp_accumulators"] = sum(self.K_acc[h] * cfg.layers[h] * self.acc_width[h]
                                      for h in range(1, L - 1))
         out["output_deltas"] = self.K_da[L - 1] * cfg.layers[L - 1] * w
         return out
+
+
+def _range_shape(lo, hi, width):
+    """Narrowest shape holding ``lo .. hi``, never wider than ``signed(width)``."""
+    shape = Shape.cast(range(lo, hi + 1))
+    if shape.width >= width:
+        return signed(width)
+    return shape
 
 
 class _Pipe:
@@ -179,6 +231,19 @@ def _tree_sum(values):
             nxt.append(values[-1])
         values = nxt
     return values[0]
+
+
+def _tree_levels(values, levels):
+    """The first ``levels`` levels of :func:`_tree_sum` (a list of partial sums)."""
+    values = list(values)
+    for _ in range(levels):
+        if len(values) <= 1:
+            break
+        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
+        if len(values) % 2:
+            nxt.append(values[-1])
+        values = nxt
+    return values
 
 
 def _wrap_counter(m, en, modulus, name, init=0):
@@ -344,162 +409,180 @@ class _Junction(Elaboratable):
         if not self.first:
             pipe.add("slot_acc_l", slot(U, geo.K_acc[j - 1], "acc_l"))
 
-        # -- S1 -----------------------------------------------------------------
+        # -- S_SEL: bank rotation; derivative operands ------------------------------
         a_ff = [p.data for p in ports["left_ff"]]
         a_up = [p.data for p in ports["left_up"]]
         if dithered:
-            a_ff = _rotate(m, a_ff, pipe("D", 1), z, f"{pre}aff")
-            a_up = _rotate(m, a_up, pipe("D", 1), z, f"{pre}aup")
-        d2 = [Signal(signed(w), name=f"{pre}d{i}_s2") for i in range(q)]
+            a_ff = _rotate(m, a_ff, pipe("D", S_SEL), z, f"{pre}aff")
+            a_up = _rotate(m, a_up, pipe("D", S_SEL), z, f"{pre}aup")
+        d_s = []                                   # d per right neuron, at S_DB
         if not self.last:
             acc_data = [p.data for p in ports["acc_nat"]]
             for i in range(q):
-                sel = Array([acc_data[bb * q + i] for bb in range(bq)])[pipe("blk", 1)]
-                da = ports["da_rd"][i].data
-                m.d.sync += d2[i].eq(mul_value(da, sat_value(sel, fmt), fmt))
+                sel = Array([acc_data[bb * q + i] for bb in range(bq)])[pipe("blk", S_SEL)]
+                acc_r = self._reg(m, sat_value(sel, fmt), f"{pre}accsat{i}")      # S_DMUL
+                da_r = self._reg(m, ports["da_rd"][i].data, f"{pre}da{i}")
+                prod = self._reg(m, _as_signed(da_r) * _as_signed(acc_r),
+                                 f"{pre}dprod{i}")                                    # S_DRND
+                d_s.append(self._reg(m, round_sat(prod, fmt), f"{pre}d{i}"))          # S_DB
         else:
             for i in range(q):
-                m.d.sync += d2[i].eq(ports["dout_rd"][i].data)
-        # -- S2: bias update -----------------------------------------------------
-        k2 = pipe("k", 2)
-        db2 = [Signal(signed(w + 2), name=f"{pre}db{i}_s2") for i in range(q)]
+                d_s.append(self._delay(m, ports["dout_rd"][i].data, S_DB - S_SEL,
+                                       f"{pre}d{i}"))
+        # -- S_DB: bias step; bias read ----------------------------------------------
+        k_db = pipe("k", S_DB)
+        db = [self._reg(m, round_shift_var(-d_s[i], k_db, K_MAX), f"{pre}db{i}")
+              for i in range(q)]                                                    # S_BIAS
+        # -- S_BIAS: bias write-back (one-clock read-modify-write loop) ---------------
         b_old = []
         for i in range(q):
             bport = self._bias_rd[i]
-            m.d.comb += [bport.addr.eq(pipe("nat_row", 1)), bport.en.eq(ce)]
-            m.d.comb += db2[i].eq(round_shift_var(-d2[i], k2, K_MAX))
+            m.d.comb += [bport.addr.eq(pipe("nat_row", S_DB)), bport.en.eq(ce)]
             wp = self._bias_wr[i]
             load = ld["en"] & (ro["junction"] == j - 1) & ro["bias"] & (ro["lane"] == i)
             m.d.comb += [
-                wp.addr.eq(Mux(load, ro["row"], pipe("nat_row", 2))),
-                wp.data.eq(Mux(load, ld["data"], sat_value(bport.data + db2[i], fmt))),
-                wp.en.eq(load | (ce & pipe("vup", 2) & pipe("last_span", 2))),
+                wp.addr.eq(Mux(load, ro["row"], pipe("nat_row", S_BIAS))),
+                wp.data.eq(Mux(load, ld["data"], sat_value(bport.data + db[i], fmt))),
+                wp.en.eq(load | (ce & pipe("vup", S_BIAS) & pipe("last_span", S_BIAS))),
             ]
             b_old.append(bport.data)
-
-        # -- S3: weight-update product, late weight read ---------------------------
-        db3 = [Signal(signed(w + 2), name=f"{pre}db{i}_s3") for i in range(q)]
-        d3 = [Signal(signed(w), name=f"{pre}d{i}_s3") for i in range(q)]
-        b3 = [Signal(signed(w), name=f"{pre}bias{i}_s3") for i in range(q)]
-        for i in range(q):
-            m.d.sync += [db3[i].eq(db2[i]), d3[i].eq(d2[i]), b3[i].eq(b_old[i])]
-        a_up3 = [self._delay(m, a_up[k], 2, f"{pre}aup{k}") for k in range(z)]
-        dw4 = [Signal(signed(w), name=f"{pre}dw{k}_s4") for k in range(z)]
-        dl4 = [Signal(signed(w), name=f"{pre}dlane{k}_s4") for k in range(z)]
+        # weight-update product dw = mul(db, a_left): exact product at S_BIAS,
+        # rounded at S_DW
+        a_up_b = [self._delay(m, a_up[k], S_BIAS - S_SEL, f"{pre}aup{k}") for k in range(z)]
+        dw_r = []
         for k in range(z):
             i = k // fi if fi <= z else 0
-            dw = mul_value(db3[i], a_up3[k], fmt)
+            prod = self._reg(m, _as_signed(db[i]) * _as_signed(a_up_b[k]), f"{pre}wprod{k}")
+            dw = round_sat(prod, fmt)
             if self.fault.get("update") == (j, k):
                 dw = dw ^ 1
-            m.d.sync += [dw4[k].eq(dw), dl4[k].eq(d3[i])]
+            dw_r.append(self._reg(m, dw, f"{pre}dw{k}"))                              # S_W
+        # -- S_DW: late weight read (the weight loop is one clock: read issued at
+        # S_DW, written at S_W, read port transparent: correct for every C >= 1)
         for k in range(z):
-            m.d.comb += [self._w_rd[k].addr.eq(pipe("c", 3)), self._w_rd[k].en.eq(ce)]
-
-        # -- S4: weight write-back, FF and BP products -----------------------------
-        a_ff4 = [self._delay(m, a_ff[k], 3, f"{pre}aff{k}") for k in range(z)]
-        pf5 = [Signal(signed(w), name=f"{pre}pf{k}_s5") for k in range(z)]
-        pb5 = [Signal(signed(w), name=f"{pre}pb{k}_s5") for k in range(z)]
+            m.d.comb += [self._w_rd[k].addr.eq(pipe("c", S_DW)), self._w_rd[k].en.eq(ce)]
+        d_w = [self._delay(m, d_s[i], S_W - 1 - S_DB, f"{pre}dd{i}") for i in range(q)]
+        dl = []
+        for k in range(z):
+            i = k // fi if fi <= z else 0
+            dl.append(self._reg(m, d_w[i], f"{pre}dlane{k}"))                          # S_W
+        # -- S_W: weight write-back; FF and BP exact products from the same read ------
+        a_ff_w = [self._delay(m, a_ff[k], S_W - S_SEL, f"{pre}aff{k}") for k in range(z)]
+        pf, pb = [], []
         for k in range(z):
             wv = self._w_rd[k].data
             wp = self._w_wr[k]
             load = ld["en"] & (ro["junction"] == j - 1) & ~ro["bias"] & (ro["lane"] == k)
             m.d.comb += [
-                wp.addr.eq(Mux(load, ro["row"], pipe("c", 4))),
-                wp.data.eq(Mux(load, ld["data"], sat_value(wv + dw4[k], fmt))),
-                wp.en.eq(load | (ce & pipe("vup", 4))),
+                wp.addr.eq(Mux(load, ro["row"], pipe("c", S_W))),
+                wp.data.eq(Mux(load, ld["data"], sat_value(wv + dw_r[k], fmt))),
+                wp.en.eq(load | (ce & pipe("vup", S_W))),
             ]
-            m.d.sync += pf5[k].eq(mul_value(a_ff4[k], wv, fmt))
+            fprod = self._reg(m, _as_signed(a_ff_w[k]) * _as_signed(wv), f"{pre}fprod{k}")
+            pf.append(self._reg(m, round_sat(fprod, fmt), f"{pre}pf{k}"))             # S_TREE
             if not self.first:  # junction 1 has no BP (its left layer is the input)
-                m.d.sync += pb5[k].eq(mul_value(wv, dl4[k], fmt))
+                bprod = self._reg(m, _as_signed(wv) * _as_signed(dl[k]), f"{pre}bprod{k}")
+                pb.append(self._reg(m, round_sat(bprod, fmt), f"{pre}pb{k}"))         # S_TREE
 
-        # -- S5: adder tree, bias, activation ROM; BP accumulator read -------------
-        b5 = [self._delay(m, b3[i], 2, f"{pre}bias{i}") for i in range(q)]
+        # -- S_TREE, S_TREE + 1: adder tree in two registered halves ------------------
         lpn = self.lanes_per_neuron
-        s6 = [Signal(signed(w), name=f"{pre}s{i}_s6") for i in range(q)]
+        levels = _bits(lpn)
+        first_half = (levels + 1) // 2
+        partial = []
+        for i in range(q):
+            part = _tree_levels(pf[i * lpn:(i + 1) * lpn], first_half)
+            part = [self._reg(m, v, f"{pre}tree{i}_{n}") for n, v in enumerate(part)]
+            partial.append(self._reg(m, _tree_sum(part), f"{pre}sum{i}"))             # S_SUM
+        # -- S_SUM: span accumulator with the bias folded in; S_SAT: saturation,
+        # activation ROM read issued
+        b_sum = [self._delay(m, b_old[i], S_SUM - S_BIAS, f"{pre}bias{i}") for i in range(q)]
+        s_wr = [Signal(signed(w), name=f"{pre}s{i}_wr") for i in range(q)]
         sig_ports = [self.sigma_rom.read_port() for _ in range(q)]
         dsig_ports = [] if self.last else [self.dsigma_rom.read_port() for _ in range(q)]
         table = cfg.activation_table()
         for i in range(q):
-            tree = _tree_sum(pf5[i * lpn:(i + 1) * lpn])
+            tree = partial[i]
             if self.span > 1:
-                acc_w = w + _bits(fi + 1) + 1
+                # sum of the span's partial sums plus the bias, exact
+                acc_w = w + _bits(fi + 2) + 1
                 span_acc = Signal(signed(acc_w), name=f"{pre}spanacc")
-                total = Mux(pipe("first_span", 5), 0, span_acc) + tree
-                with m.If(pipe("vff", 5)):
+                total = Mux(pipe("first_span", S_SUM), b_sum[i], span_acc) + tree
+                with m.If(pipe("vff", S_SUM)):
                     m.d.sync += span_acc.eq(total)
             else:
-                total = tree
-            s5 = Signal(signed(w), name=f"{pre}s{i}_s5")
-            m.d.comb += s5.eq(sat_value(total + b5[i], fmt))
-            idx = Cat(s5[table.shift:w - 1], ~s5[w - 1])
+                total = tree + b_sum[i]
+            total_r = self._reg(m, total, f"{pre}total{i}")                            # S_SAT
+            s_sat = Signal(signed(w), name=f"{pre}s{i}_sat")
+            m.d.comb += s_sat.eq(sat_value(total_r, fmt))
+            idx = Cat(s_sat[table.shift:w - 1], ~s_sat[w - 1])
             m.d.comb += sig_ports[i].addr.eq(idx)
             if dsig_ports:
                 m.d.comb += dsig_ports[i].addr.eq(idx)
-            m.d.sync += s6[i].eq(s5)
+            m.d.sync += s_wr[i].eq(s_sat)
 
+        # -- S_TREE .. S_ACC: BP products to banks, accumulator read-modify-write ------
         if not self.first:
             zl = z
             if dithered:
-                pb_bank = _rotate(m, pb5, pipe("negD", 5), zl, f"{pre}pb")
+                pb_bank = _rotate(m, pb, pipe("negD", S_TREE), zl, f"{pre}pb")
             else:
-                pb_bank = pb5
-            pb6 = [Signal(signed(w), name=f"{pre}pbank{b}_s6") for b in range(zl)]
-            sl5 = pipe("slot_acc_l", 5)
+                pb_bank = pb
+            pb_acc = [self._reg(m, pb_bank[b], f"{pre}pbank{b}") for b in range(zl)]
+            sl_rd = pipe("slot_acc_l", S_TREE)
             for b in range(zl):
                 rp = ports["acc_rmw"][b]
-                m.d.comb += rp.addr.eq(sl5 * R + pipe(f"brow{b}", 5))
-                m.d.sync += pb6[b].eq(pb_bank[b])
-            sl6 = pipe("slot_acc_l", 6)
+                m.d.comb += rp.addr.eq(sl_rd * R + pipe(f"brow{b}", S_TREE))
+            sl_wr = pipe("slot_acc_l", S_ACC)
             for b in range(zl):
                 wp = ports["acc_wr"][b]
                 old = ports["acc_rmw"][b].data
                 m.d.comb += [
-                    wp.addr.eq(sl6 * R + pipe(f"brow{b}", 6)),
-                    wp.data.eq(Mux(pipe("first_sweep", 6), 0, old) + pb6[b]),
-                    wp.en.eq(pipe("vup", 6)),
+                    wp.addr.eq(sl_wr * R + pipe(f"brow{b}", S_ACC)),
+                    wp.data.eq(Mux(pipe("first_sweep", S_ACC), 0, old) + pb_acc[b]),
+                    wp.en.eq(pipe("vup", S_ACC)),
                 ]
 
-        # -- S6: activation / derivative / output-delta writes, argmax -------------
-        wr_ok = pipe("vff", 6) & pipe("last_span", 6)
-        a6 = [p.data for p in sig_ports]
+        # -- S_WR: activation / derivative / output-delta writes, argmax ---------------
+        wr_ok = pipe("vff", S_WR) & pipe("last_span", S_WR)
+        a_wr = [p.data for p in sig_ports]
         if not self.last:
             zr, Rr = geo.z[j + 1], geo.R[j + 1]
             bq = zr // q
             for bb in range(zr):
                 wp = ports["act_wr"][bb]
                 m.d.comb += [
-                    wp.addr.eq(pipe("slot_act_w", 6) * Rr + pipe("rowp", 6)),
-                    wp.data.eq(a6[bb % q]),
-                    wp.en.eq(wr_ok & (pipe("blk", 6) == bb // q)),
+                    wp.addr.eq(pipe("slot_act_w", S_WR) * Rr + pipe("rowp", S_WR)),
+                    wp.data.eq(a_wr[bb % q]),
+                    wp.en.eq(wr_ok & (pipe("blk", S_WR) == bb // q)),
                 ]
             for i in range(q):
                 wp = ports["da_wr"][i]
                 m.d.comb += [
-                    wp.addr.eq(pipe("slot_da_w", 6) * self.NR + pipe("nat_row", 6)),
+                    wp.addr.eq(pipe("slot_da_w", S_WR) * self.NR + pipe("nat_row", S_WR)),
                     wp.data.eq(dsig_ports[i].data),
                     wp.en.eq(wr_ok),
                 ]
         else:
-            label6 = pipe("label", 6)
-            row6 = pipe("nat_row", 6)
+            label_wr = pipe("label", S_WR)
+            row_wr = pipe("nat_row", S_WR)
             classes = cfg.classes
             best_s = Signal(signed(w), name=f"{pre}best_s")
             best_i = Signal(range(max(classes, 2)), name=f"{pre}best_i")
-            cur_s, cur_i, have = best_s, best_i, row6 != 0
+            cur_s, cur_i, have = best_s, best_i, row_wr != 0
             for i in range(q):
-                neuron = row6 * q + i
+                neuron = row_wr * q + i
                 wp = ports["dout_wr"][i]
-                y = Mux(neuron == label6, fmt.one, 0)
+                y = Mux(neuron == label_wr, fmt.one, 0)
                 m.d.comb += [
-                    wp.addr.eq(pipe("slot_dout_w", 6) * self.NR + row6),
-                    wp.data.eq(sat_value(a6[i] - y, fmt)),
+                    wp.addr.eq(pipe("slot_dout_w", S_WR) * self.NR + row_wr),
+                    wp.data.eq(sat_value(a_wr[i] - y, fmt)),
                     wp.en.eq(wr_ok),
                 ]
-                take = (neuron < classes) & (~have | (s6[i] > cur_s))
+                take = (neuron < classes) & (~have | (s_wr[i] > cur_s))
                 ns = Signal(signed(w), name=f"{pre}am_s{i}")
                 ni = Signal(range(max(classes, 2)), name=f"{pre}am_i{i}")
                 nh = Signal(name=f"{pre}am_h{i}")
-                m.d.comb += [ns.eq(Mux(take, s6[i], cur_s)),
+                m.d.comb += [ns.eq(Mux(take, s_wr[i], cur_s)),
                              ni.eq(Mux(take, neuron, cur_i)),
                              nh.eq(have | take)]
                 cur_s, cur_i, have = ns, ni, nh
@@ -509,11 +592,11 @@ class _Junction(Elaboratable):
                 outs = ctl["outputs"]
                 for i in range(q):
                     for r in range(i, cfg.layers[-1], q):
-                        with m.If(wr_ok & (row6 == r // q)):
-                            m.d.sync += outs[r].eq(a6[i])
+                        with m.If(wr_ok & (row_wr == r // q)):
+                            m.d.sync += outs[r].eq(a_wr[i])
             pred_valid, pred = ctl["pred_valid"], ctl["pred"]
-            m.d.sync += pred_valid.eq(wr_ok & (row6 == self.NR - 1))
-            with m.If(wr_ok & (row6 == self.NR - 1)):
+            m.d.sync += pred_valid.eq(wr_ok & (row_wr == self.NR - 1))
+            with m.If(wr_ok & (row_wr == self.NR - 1)):
                 m.d.sync += pred.eq(cur_i)
 
         # -- read-out port ----------------------------------------------------------
@@ -528,6 +611,14 @@ class _Junction(Elaboratable):
             ro["b_data"].eq(Array([p.data for p in self.ro_b])[lane]),
         ]
         return m
+
+    @staticmethod
+    def _reg(m, value, name):
+        """``value`` registered once (a pipeline register named ``name``)."""
+        value = Value.cast(value)
+        reg = Signal(value.shape(), name=name)
+        m.d.sync += reg.eq(value)
+        return reg
 
     @staticmethod
     def _delay(m, value, n, name):
@@ -618,7 +709,7 @@ class _Core(Elaboratable):
         for h in range(L - 1):
             jn = h + 1                                  # junction reading this layer
             zr, Rr = geo.z[jn], geo.R[jn]
-            banks = [Memory(shape=signed(w), depth=geo.K_act[h] * Rr, init=[])
+            banks = [Memory(shape=geo.act_shape[h], depth=geo.K_act[h] * Rr, init=[])
                      for _ in range(zr)]
             mems[f"act{h}"] = banks
             ports[jn]["left_ff"] = [b.read_port() for b in banks]
@@ -639,7 +730,7 @@ class _Core(Elaboratable):
             ports[jn]["acc_wr"] = wr
             ports[jn]["acc_rmw"] = [b.read_port(transparent_for=(p,)) for b, p in zip(banks, wr)]
             ports[h]["acc_nat"] = [b.read_port() for b in banks]
-            da = [Memory(shape=signed(w), depth=geo.K_da[h] * geo.NR[h], init=[])
+            da = [Memory(shape=geo.da_shape, depth=geo.K_da[h] * geo.NR[h], init=[])
                   for _ in range(geo.q[h])]
             mems[f"da{h}"] = da
             ports[h]["da_wr"] = [b.write_port() for b in da]
