@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) bench/schedule_accuracy.py
 	$(PY) bench/clocks_per_sample.py
 	$(PY) bench/verilog_emit.py
+	$(PY) bench/compiled_sim.py
 
 clean:
 	rm -rf out build .pytest_cache .hypothesis

@@ -302,7 +302,7 @@ def cmd_synth(args):
     t = _hw_target(args.target)
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
                         max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
-                        pnr=not args.no_pnr)
+                        pnr=not args.no_pnr, global_enable=not args.no_global_enable)
     prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
     try:
         rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
@@ -536,6 +536,9 @@ def build_parser():
     p.add_argument("--ignore-fit", action="store_true",
                    help="run nextpnr even when Yosys' counts exceed the device")
     p.add_argument("--rebuild", action="store_true", help="ignore a finished build")
+    p.add_argument("--no-global-enable", action="store_true",
+                   help="ECP5: route the network's clock enable in the fabric instead of "
+                        "on a global buffer (DCCA)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_synth)
 

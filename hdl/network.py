@@ -792,6 +792,12 @@ class Network(wiring.Component):
     checks : bool
         Add simulation-time assertions on the address generators (for tests;
         leave off for synthesis).
+    enable_buffer : callable, optional
+        ``enable_buffer(m, ce) -> Signal``: distributes the global clock
+        enable, which drives every register of the datapath.  The synthesis
+        flow passes a vendor global buffer here (ECP5 ``DCCA``: the enable
+        rides the clock network instead of fabric routing); ``None`` (the
+        default, and what simulation uses) connects it directly.
     fault : dict, optional
         Deliberate defect, only to prove the equivalence tests can fail:
         ``{"sigma": i}`` flips bit 4 of activation-table entry ``i`` in the
@@ -826,9 +832,11 @@ class Network(wiring.Component):
     ``(n + F[J]) * clocks_per_cycle + C + WRITE_LATENCY`` (its ``clock`` field).
     """
 
-    def __init__(self, cfg, schedule="fast", fault=None, outputs=False, checks=False):
+    def __init__(self, cfg, schedule="fast", fault=None, outputs=False, checks=False,
+                 enable_buffer=None):
         self.cfg = cfg
         self.fault = fault
+        self.enable_buffer = enable_buffer
         self.with_outputs = outputs
         self.checks = checks
         self.schedule = hardware_schedule(cfg, schedule)
@@ -881,7 +889,10 @@ class Network(wiring.Component):
         m.d.comb += [cd_ro.clk.eq(ClockSignal("sync")), cd_ro.rst.eq(ResetSignal("sync"))]
         core = _Core(self.cfg, self.schedule, self.fault, self.checks, self.with_outputs)
         ce = Signal(name="ce")
-        m.submodules.core = EnableInserter({"sync": ce})(core)
+        # the clock enable reaches every register and memory port of the core:
+        # on an FPGA it is worth a global buffer (see ``enable_buffer``)
+        ce_core = ce if self.enable_buffer is None else self.enable_buffer(m, ce)
+        m.submodules.core = EnableInserter({"sync": ce_core})(core)
 
         pending = Signal(name="out_pending")
         result = Signal(self.result_layout, name="out_result")
@@ -900,7 +911,7 @@ class Network(wiring.Component):
             core.ro_bias.eq(self.ro_bias),
             core.ro_row.eq(self.ro_row),
             core.ro_lane.eq(self.ro_lane),
-            core.ce.eq(ce),
+            core.ce.eq(ce_core),
             core.ld_en.eq(self.ld_en),
             core.ld_data.eq(self.ld_data),
             self.ro_data.eq(core.ro_data),

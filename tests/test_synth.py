@@ -9,6 +9,7 @@ message.  Tests needing a tool skip with a message naming it.
 """
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -107,6 +108,17 @@ def test_small_network_synthesizes(reports, target):
         assert (bdir / name).exists(), name
     assert json.loads((bdir / "report.json").read_text())["build_key"] == rep["build_key"]
     assert "fmax" in (bdir / "summary.txt").read_text()
+
+
+def test_ecp5_clock_enable_rides_a_global(reports):
+    """The network's clock enable reaches every datapath register: on the ECP5
+    the flow puts it on a DCCA, and nextpnr routes it on a global network."""
+    rep = _report(reports, "ecp5-25f")
+    bdir = Path(rep["build_dir"])
+    assert "DCCA" in (bdir / "top.v").read_text()
+    log = (bdir / "nextpnr.log").read_text()
+    assert re.search(r"routing clock net \S*\bce\S* using global", log), \
+        "the clock enable was not routed on a global network"
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
