@@ -19,12 +19,14 @@ accumulator; registered.
 ``S_DRND`` ``d`` = that product rounded and saturated (``mul``).
 ``S_DB`` ``db = round_half_up(-d * 2**-k)``; bias read issued.
 ``S_BIAS`` bias ``b = sat(b + db)`` written back (one-clock read-modify-write
-loop, read port transparent); exact weight-update product ``db * a_left``.
+loop, read port transparent); weight-update operands registered per lane.
+``S_WMUL`` exact weight-update product ``db * a_left``.
 ``S_DW`` ``dw`` = that product rounded and saturated; weight row read issued
 (late, so the weight loop is one clock too: read issued at ``S_DW``, written
 at ``S_W``, correct for every ``C >= 1``).
-``S_W`` ``w = sat(w + dw)`` written back; exact FF product ``a * w`` and BP
-product ``w * d`` from the same (pre-update) weight read.
+``S_W`` ``w = sat(w + dw)`` written back; the (pre-update) weight read
+registered as the operand of both products.
+``S_FMUL`` exact FF product ``a * w`` and BP product ``w * d``.
 ``S_PRND`` both rounded and saturated.
 ``S_TREE`` FF adder tree per right neuron, first half of its levels; BP
 products rotated to the accumulator banks; accumulator read issued.
@@ -71,15 +73,17 @@ S_SEL = 1    # memory read data; bank rotation; BP accumulator block select, sat
 S_DMUL = 2   # derivative product a' * sat(acc), exact (multiplier output register)
 S_DRND = 3   # derivative rounded and saturated: d
 S_DB = 4     # bias step db = round(-d * 2**-k); bias read issued
-S_BIAS = 5   # bias write-back; weight-update product db * a, exact
-S_DW = 6     # weight-update product rounded and saturated: dw; weight read issued
-S_W = 7      # weight write-back; FF product a * w and BP product w * d, exact
-S_PRND = 8   # FF and BP products rounded and saturated
-S_TREE = 9   # adder tree, first half; BP products rotated to banks; accumulator read
-S_ACC = 10   # BP accumulator write-back; adder tree, second half
-S_SUM = 11   # span accumulator (the bias folded in)
-S_SAT = 12   # saturation: s; activation ROM read issued
-S_WR = 13    # activation, derivative and output-delta writes; argmax
+S_BIAS = 5   # bias write-back; weight-update operands registered per lane
+S_WMUL = 6   # weight-update product db * a, exact
+S_DW = 7     # weight-update product rounded and saturated: dw; weight read issued
+S_W = 8      # weight write-back; FF and BP operands registered per lane
+S_FMUL = 9   # FF product a * w and BP product w * d, exact
+S_PRND = 10  # FF and BP products rounded and saturated
+S_TREE = 11  # adder tree, first half; BP products rotated to banks; accumulator read
+S_ACC = 12   # BP accumulator write-back; adder tree, second half
+S_SUM = 13   # span accumulator (the bias folded in)
+S_SAT = 14   # saturation: s; activation ROM read issued
+S_WR = 15    # activation, derivative and output-delta writes; argmax
 
 #: Clocks from a junction's issue stage to its last memory write (stage S_WR).
 WRITE_LATENCY = S_WR
@@ -446,13 +450,15 @@ class _Junction(Elaboratable):
                 wp.en.eq(load | (ce & pipe("vup", S_BIAS) & pipe("last_span", S_BIAS))),
             ]
             b_old.append(bport.data)
-        # weight-update product dw = mul(db, a_left): exact product at S_BIAS,
+        # weight-update product dw = mul(db, a_left): operands registered per
+        # lane at S_BIAS (next to the multiplier), exact product at S_WMUL,
         # rounded at S_DW
-        a_up_b = [self._delay(m, a_up[k], S_BIAS - S_SEL, f"{pre}aup{k}") for k in range(z)]
+        a_up_b = [self._delay(m, a_up[k], S_WMUL - S_SEL, f"{pre}aup{k}") for k in range(z)]
         dw_r = []
         for k in range(z):
             i = k // fi if fi <= z else 0
-            prod = self._reg(m, _as_signed(db[i]) * _as_signed(a_up_b[k]), f"{pre}wprod{k}")
+            db_lane = self._reg(m, db[i], f"{pre}dblane{k}")
+            prod = self._reg(m, _as_signed(db_lane) * _as_signed(a_up_b[k]), f"{pre}wprod{k}")
             dw = round_sat(prod, fmt)
             if self.fault.get("update") == (j, k):
                 dw = dw ^ 1
@@ -461,13 +467,14 @@ class _Junction(Elaboratable):
         # S_DW, written at S_W, read port transparent: correct for every C >= 1)
         for k in range(z):
             m.d.comb += [self._w_rd[k].addr.eq(pipe("c", S_DW)), self._w_rd[k].en.eq(ce)]
-        d_w = [self._delay(m, d_s[i], S_W - 1 - S_DB, f"{pre}dd{i}") for i in range(q)]
+        d_w = [self._delay(m, d_s[i], S_FMUL - 1 - S_DB, f"{pre}dd{i}") for i in range(q)]
         dl = []
         for k in range(z):
             i = k // fi if fi <= z else 0
-            dl.append(self._reg(m, d_w[i], f"{pre}dlane{k}"))                          # S_W
-        # -- S_W: weight write-back; FF and BP exact products from the same read ------
-        a_ff_w = [self._delay(m, a_ff[k], S_W - S_SEL, f"{pre}aff{k}") for k in range(z)]
+            dl.append(self._reg(m, d_w[i], f"{pre}dlane{k}"))                          # S_FMUL
+        # -- S_W: weight write-back; FF and BP operands (the same read) registered;
+        # S_FMUL: exact products
+        a_ff_w = [self._delay(m, a_ff[k], S_FMUL - S_SEL, f"{pre}aff{k}") for k in range(z)]
         pf, pb = [], []
         for k in range(z):
             wv = self._w_rd[k].data
@@ -478,10 +485,11 @@ class _Junction(Elaboratable):
                 wp.data.eq(Mux(load, ld["data"], sat_value(wv + dw_r[k], fmt))),
                 wp.en.eq(load | (ce & pipe("vup", S_W))),
             ]
-            fprod = self._reg(m, _as_signed(a_ff_w[k]) * _as_signed(wv), f"{pre}fprod{k}")
+            w_op = self._reg(m, wv, f"{pre}wop{k}")                                   # S_FMUL
+            fprod = self._reg(m, _as_signed(a_ff_w[k]) * _as_signed(w_op), f"{pre}fprod{k}")
             pf.append(self._reg(m, round_sat(fprod, fmt), f"{pre}pf{k}"))             # S_TREE
             if not self.first:  # junction 1 has no BP (its left layer is the input)
-                bprod = self._reg(m, _as_signed(wv) * _as_signed(dl[k]), f"{pre}bprod{k}")
+                bprod = self._reg(m, _as_signed(w_op) * _as_signed(dl[k]), f"{pre}bprod{k}")
                 pb.append(self._reg(m, round_sat(bprod, fmt), f"{pre}pb{k}"))         # S_TREE
 
         # -- S_TREE, S_TREE + 1: adder tree in two registered halves ------------------
