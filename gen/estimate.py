@@ -104,14 +104,15 @@ ICE40 = Family("ice40", 16, 16, 11,
                64.0, None, 0.0, 0.94)
 FAMILIES = {"ecp5": ECP5, "ice40": ICE40}
 
-# Datapath logic of the blocks, fitted by least squares on Yosys 0.70
-# ``synth_ecp5`` netlists of 10 configs (cells attributed to blocks by their
-# hierarchical names; docs/synthesis.md).  Per lane and per right neuron the
-# cost scales with the datapath width ``w``; the junction base with the width
-# of its phase counter.  ``lut``: LUT4 + 2 per CCU2C (synthesis level).
+# Datapath logic of the blocks, fitted by least squares on the placed totals of
+# the 9 ECP5 designs of docs/synthesis.md (Yosys 0.70 + nextpnr 0.11), the rest
+# of the estimate held fixed: ``python bench/fit_estimate.py
+# out/synth_report.json`` (refit whenever the pipeline in hdl/ changes).  Per
+# lane and per right neuron the cost scales with the datapath width ``w``; the
+# junction base with the width of its phase counter.
 _LOGIC = {
-    "ecp5": {"lane_lut": 19.8, "neuron_lut": 18.0, "base_lut": -58.0, "cbit_lut": 49.0,
-             "lane_ff": 10.3, "neuron_ff": 12.6, "base_ff": 377.0, "cbit_ff": -9.4},
+    "ecp5": {"lane_lut": 19.9, "neuron_lut": 32.3, "base_lut": -0.1, "cbit_lut": 0.4,
+             "lane_ff": 20.9, "neuron_ff": 38.1, "base_ff": 274.9, "cbit_ff": 3.7},
 }
 # iCE40 (synth_ice40): the same logic in SB_LUT4 (carry in SB_CARRY beside the
 # LUT) is ~0.75x the ECP5 LUT4+carry count, ~0.8x the FFs (two designs fitted)

@@ -30,8 +30,11 @@ pytestmark = pytest.mark.tools
 #: A regression means more than ``grow`` above the baseline (or fmax more than
 #: ``slow`` below it); far below the baseline means logic was lost.
 BASELINES = {
-    "ice40-up5k": {"lut": 2776, "ff": 1394, "bram": 22, "dsp": 8, "fmax_mhz": 21.3},
-    "ecp5-25f": {"lut": 2627, "ff": 1187, "bram": 3, "dsp": 8, "lutram": 123, "fmax_mhz": 56.3},
+    # after the timing-closure pipeline (WRITE_LATENCY 15, issue 5): more FFs,
+    # fewer LUT RAMs (narrow activation storage), fmax 56 -> 89 MHz (ECP5),
+    # 21 -> 30 MHz (iCE40)
+    "ice40-up5k": {"lut": 3709, "ff": 2248, "bram": 22, "dsp": 8, "fmax_mhz": 29.6},
+    "ecp5-25f": {"lut": 2350, "ff": 2019, "bram": 3, "dsp": 8, "lutram": 97, "fmax_mhz": 89.1},
 }
 GROW, SHRINK, SLOW = 1.15, 0.6, 0.85
 
@@ -117,8 +120,10 @@ def test_ecp5_clock_enable_rides_a_global(reports):
     bdir = Path(rep["build_dir"])
     assert "DCCA" in (bdir / "top.v").read_text()
     log = (bdir / "nextpnr.log").read_text()
-    assert re.search(r"routing clock net \S*\bce\S* using global", log), \
-        "the clock enable was not routed on a global network"
+    # the enable's net name is Yosys' choice; the clock takes one global, the
+    # enable (behind its DCCA) another
+    routed = re.findall(r"routing clock net (\S+) using global", log)
+    assert len(routed) == 2 and any("clk" in n for n in routed), routed
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
