@@ -100,29 +100,46 @@ def _schedule(cfg, name):
     raise UserError(f"unknown schedule {name!r}")
 
 
-def cmd_train(args):
-    from tqdm import tqdm
-
-    from ..sim.golden import GoldenModel
+def _training_config(path, epochs=None, schedule=None):
+    """The config of a training command with ``--epochs`` / ``--schedule`` applied."""
     try:
-        cfg = load_config(args.config)
-        if args.epochs is not None:
-            cfg = cfg.with_(**{"training.epochs": args.epochs})
-        if args.schedule is not None:
-            cfg = cfg.with_(**{"training.schedule": args.schedule})
+        cfg = load_config(path)
+        if epochs is not None:
+            cfg = cfg.with_(**{"training.epochs": epochs})
+        if schedule is not None:
+            cfg = cfg.with_(**{"training.schedule": schedule})
     except ConfigError as e:
         raise UserError(str(e)) from None
+    return cfg
+
+
+def _check_sample_counts(args, minimum):
     for opt, v in (("--samples", args.samples), ("--test-samples", args.test_samples)):
-        if v is not None and v < 1:
-            raise UserError(f"{opt} must be >= 1, not {v}")
-    if args.plot and not args.out:
-        raise UserError("--plot writes accuracy.png into the --out directory: give --out DIR")
+        if v is not None and v < minimum:
+            raise UserError(f"{opt} must be >= {minimum}, not {v}")
+
+
+def _sample_split(cfg, args):
+    """``(dataset, x_train, y_train, x_test, y_test)`` cut to ``--samples`` and
+    ``--test-samples``."""
     ds, x_train, x_test = _load_data(cfg, args.data)
     y_train, y_test = ds.y_train, ds.y_test
     if args.samples is not None:
         x_train, y_train = x_train[:args.samples], y_train[:args.samples]
     if args.test_samples is not None:
         x_test, y_test = x_test[:args.test_samples], y_test[:args.test_samples]
+    return ds, x_train, y_train, x_test, y_test
+
+
+def cmd_train(args):
+    from tqdm import tqdm
+
+    from ..sim.golden import GoldenModel
+    cfg = _training_config(args.config, args.epochs, args.schedule)
+    _check_sample_counts(args, minimum=1)
+    if args.plot and not args.out:
+        raise UserError("--plot writes accuracy.png into the --out directory: give --out DIR")
+    ds, x_train, y_train, x_test, y_test = _sample_split(cfg, args)
     if len(x_test) == 0:
         raise UserError(f"dataset {ds.name!r} has an empty test split: nothing to evaluate")
     schedule = _schedule(cfg, cfg.schedule)
@@ -372,23 +389,11 @@ def cmd_simulate(args):
     from ..hdl.network import Network
     from ..sim.cxxrtl import CompiledSimulator, check_against_golden, training_phases
     from .flow import ToolError
-    try:
-        cfg = load_config(args.config)
-        if args.epochs is not None:
-            cfg = cfg.with_(**{"training.epochs": args.epochs})
-    except ConfigError as e:
-        raise UserError(str(e)) from None
-    for opt, v in (("--samples", args.samples), ("--test-samples", args.test_samples)):
-        if v is not None and v < 0:
-            raise UserError(f"{opt} must be >= 0, not {v}")
+    cfg = _training_config(args.config, args.epochs)
+    _check_sample_counts(args, minimum=0)
     schedule = args.schedule or (cfg.schedule if cfg.schedule in ("fast", "reference")
                                  else "fast")
-    ds, x_train, x_test = _load_data(cfg, args.data)
-    y_train, y_test = ds.y_train, ds.y_test
-    if args.samples is not None:
-        x_train, y_train = x_train[:args.samples], y_train[:args.samples]
-    if args.test_samples is not None:
-        x_test, y_test = x_test[:args.test_samples], y_test[:args.test_samples]
+    ds, x_train, y_train, x_test, y_test = _sample_split(cfg, args)
     if len(x_train) + len(x_test) == 0:
         raise UserError("no samples to simulate")
     net = Network(cfg, schedule)
