@@ -296,17 +296,6 @@ def junction_cost(cfg, geo, j, fam):
     return c
 
 
-def _table_widths(cfg):
-    """Bits of the sigma and sigma' tables that are not constant: Yosys drops
-    constant ROM bits (sigma is in [0, 1], sigma' in (0, 1/4])."""
-    t = cfg.activation_table()
-
-    def width(v):
-        lo, hi = int(v.min()), int(v.max())
-        return max(1, hi.bit_length() + (1 if lo < 0 else 0))
-    return width(t.sigma), width(t.dsigma)
-
-
 def junction_memory_cost(cfg, geo, j, fam):
     """Memories owned by junction ``j``: weights, biases, ROMs."""
     w = cfg.fmt.width
@@ -321,7 +310,9 @@ def junction_memory_cost(cfg, geo, j, fam):
     c += map_memory(fam, w, C, 2, False, 1, f"j{j} weights").scaled(z)
     c += map_memory(fam, w, geo.NR[j], 2, False, 1, f"j{j} biases").scaled(q)
     tb = cfg.table_bits
-    ws, wd = _table_widths(cfg)
+    # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
+    # (0, 1/4]): Yosys drops the constant ones
+    ws, wd = geo.sigma_shape.width, geo.da_shape.width
     c += map_memory(fam, ws, 1 << tb, q, True, 0, f"j{j} sigma ROM")
     if not last:
         c += map_memory(fam, wd, 1 << tb, q, True, 0, f"j{j} sigma' ROM")

@@ -147,14 +147,14 @@ class NetworkGeometry:
         # input mapping and the activation table can produce, so their
         # memories hold just the bits those need (zero/sign-extended on read).
         fmt = cfg.fmt
-        f = fmt.frac_bits
-        top_pixel = 255 << (f - 8) if f >= 8 else 255 >> (8 - f)
         table = cfg.activation_table()
-        self.act_shape = [_range_shape(0, top_pixel, fmt.width)] + \
-            [_range_shape(int(table.sigma.min()), int(table.sigma.max()), fmt.width)
-             for h in range(1, L - 1)]
+        #: values of the sigma and sigma' tables (their ROMs' non-constant bits)
+        self.sigma_shape = _range_shape(int(table.sigma.min()), int(table.sigma.max()),
+                                        fmt.width)
         self.da_shape = _range_shape(int(table.dsigma.min()), int(table.dsigma.max()),
                                      fmt.width)
+        self.act_shape = [_range_shape(int(fmt.pixel(0)), int(fmt.pixel(255)), fmt.width)] + \
+            [self.sigma_shape] * (L - 2)
 
     def multipliers(self):
         """Multipliers of the datapath: per lane FF ``mul(a, w)`` and UP
@@ -226,19 +226,9 @@ def _rotate(m, values, amount, z, name):
     return cur
 
 
-def _tree_sum(values):
-    """Balanced adder tree (exact: each level grows by one bit)."""
-    values = list(values)
-    while len(values) > 1:
-        nxt = [values[i] + values[i + 1] for i in range(0, len(values) - 1, 2)]
-        if len(values) % 2:
-            nxt.append(values[-1])
-        values = nxt
-    return values[0]
-
-
 def _tree_levels(values, levels):
-    """The first ``levels`` levels of :func:`_tree_sum` (a list of partial sums)."""
+    """The first ``levels`` levels of a balanced adder tree (exact: each level
+    grows by one bit); returns the list of partial sums."""
     values = list(values)
     for _ in range(levels):
         if len(values) <= 1:
@@ -248,6 +238,12 @@ def _tree_levels(values, levels):
             nxt.append(values[-1])
         values = nxt
     return values
+
+
+def _tree_sum(values):
+    """Balanced adder tree: the sum of ``values``."""
+    values = list(values)
+    return _tree_levels(values, len(values))[0]
 
 
 def _wrap_counter(m, en, modulus, name, init=0):
@@ -453,11 +449,12 @@ class _Junction(Elaboratable):
         # weight-update product dw = mul(db, a_left): operands registered per
         # lane at S_BIAS (next to the multiplier), exact product at S_WMUL,
         # rounded at S_DW
+        # the right neuron (of the q finished per clock) lane k works for
+        neuron_of = [k // fi if fi <= z else 0 for k in range(z)]
         a_up_b = [self._delay(m, a_up[k], S_WMUL - S_SEL, f"{pre}aup{k}") for k in range(z)]
         dw_r = []
         for k in range(z):
-            i = k // fi if fi <= z else 0
-            db_lane = self._reg(m, db[i], f"{pre}dblane{k}")
+            db_lane = self._reg(m, db[neuron_of[k]], f"{pre}dblane{k}")
             prod = self._reg(m, _as_signed(db_lane) * _as_signed(a_up_b[k]), f"{pre}wprod{k}")
             dw = round_sat(prod, fmt)
             if self.fault.get("update") == (j, k):
@@ -468,10 +465,7 @@ class _Junction(Elaboratable):
         for k in range(z):
             m.d.comb += [self._w_rd[k].addr.eq(pipe("c", S_DW)), self._w_rd[k].en.eq(ce)]
         d_w = [self._delay(m, d_s[i], S_FMUL - 1 - S_DB, f"{pre}dd{i}") for i in range(q)]
-        dl = []
-        for k in range(z):
-            i = k // fi if fi <= z else 0
-            dl.append(self._reg(m, d_w[i], f"{pre}dlane{k}"))                          # S_FMUL
+        dl = [self._reg(m, d_w[neuron_of[k]], f"{pre}dlane{k}") for k in range(z)]   # S_FMUL
         # -- S_W: weight write-back; FF and BP operands (the same read) registered;
         # S_FMUL: exact products
         a_ff_w = [self._delay(m, a_ff[k], S_FMUL - S_SEL, f"{pre}aff{k}") for k in range(z)]
@@ -630,11 +624,10 @@ class _Junction(Elaboratable):
 
     @staticmethod
     def _delay(m, value, n, name):
+        """``value`` delayed by ``n`` registers (``{name}_d1`` ...)."""
         out = value
         for i in range(n):
-            reg = Signal(value.shape(), name=f"{name}_d{i + 1}")
-            m.d.sync += reg.eq(out)
-            out = reg
+            out = _Junction._reg(m, out, f"{name}_d{i + 1}")
         return out
 
     def make_ports(self):
