@@ -123,8 +123,17 @@ _CONTROL = {"ecp5": {"lut": 50.0, "lut_bank": 27.5, "lut_neuron": 35.0, "ff": 22
                      "ff_bank": 16.0}}
 _CONTROL["ice40"] = {k: v * (0.75 if k.startswith("lut") else 0.8)
                      for k, v in _CONTROL["ecp5"].items()}
-#: LUTs per operand-bit product of a multiplier built from logic (DSP budget).
-_SOFT_MUL = {"ecp5": 3.25, "ice40": 3.0}
+#: LUTs of a multiplier built from logic (DSP budget), per row of its
+#: narrower operand and bit of its product: the ECP5 shift-and-add tree of
+#: gen/softmul.v (carry chains; measured 151 LUTs for 8x10->18, 211 for
+#: 10x10->20), the iCE40 Yosys ``booth`` (196 and 183 SB_LUT4).
+_SOFT_MUL = {"ecp5": 1.05, "ice40": 1.15}
+
+
+def soft_multiplier_luts(family, a_width, b_width, y_width=None):
+    """LUTs of one ``a_width`` x ``b_width`` multiplier built from logic."""
+    y = a_width + b_width if y_width is None else y_width
+    return _SOFT_MUL[family] * min(a_width, b_width) * y
 #: Soft logic around mapped memories (LUT units per bit), fitted.
 _MEM = {
     "ecp5": {"rom_lut": 0.8, "ffram_lut": 0.5, "bram_mux": 0.8, "bram_port_lut": 1.1,
@@ -280,14 +289,13 @@ def junction_cost(cfg, geo, j, fam):
     q = geo.q[j]
     k = _LOGIC[fam.name]
     c = Cost()
-    # multipliers and their DSP blocks: FF mul(a, w), UP mul(db, a) with db two
-    # bits wider, BP mul(w, d); the derivative mul(a', sat(acc)) per neuron
-    c.mult += (2 if first else 3) * z
-    c.dsp += z * (_dsp_tiles(fam, w, w) + _dsp_tiles(fam, w + 2, w)
-                  + (0 if first else _dsp_tiles(fam, w, w)))
-    if not last:
-        c.mult += q
-        c.dsp += q * _dsp_tiles(fam, w, w)
+    # multipliers and their DSP blocks, with the operand widths the hardware
+    # builds: FF mul(a, w), UP mul(db, a), BP mul(w, d), the derivative
+    # mul(a', sat(acc)) per neuron
+    for kind, count, a, b in geo.products():
+        if kind.startswith(f"j{j} "):
+            c.mult += count
+            c.dsp += count * _dsp_tiles(fam, a.width, b.width)
     cb = _bits(C)
     c.lut += z * k["lane_lut"] * w + q * k["neuron_lut"] * w + max(0.0, k["base_lut"] +
                                                                   k["cbit_lut"] * cb)
@@ -436,8 +444,8 @@ def estimate(cfg, target, schedule="fast", freq_mhz=None, max_dsp=None):
     """Analytic estimate of ``cfg`` on ``target`` (a name or a Target).
 
     ``max_dsp``: DSP budget; multipliers beyond it are built from LUTs
-    (``synth --max-dsp``), which the estimate charges at
-    ``_SOFT_MUL`` LUTs per operand-bit product."""
+    (``synth --max-dsp``), cheapest first, each charged
+    :func:`soft_multiplier_luts`."""
     from ..hdl.network import NetworkGeometry, hardware_schedule
     from .synth import get_target
     t = get_target(target)
@@ -457,15 +465,24 @@ def estimate(cfg, target, schedule="fast", freq_mhz=None, max_dsp=None):
         total = total + b
     soft = 0
     if max_dsp is not None and total.dsp > max_dsp:
-        w = cfg.fmt.width
-        per = max(1, _dsp_tiles(fam, w, w))
-        soft = -(-(total.dsp - max(0, max_dsp)) // per)
-        soft = min(soft, total.mult)
-        total.dsp -= soft * per
-        total.lut += soft * _SOFT_MUL[fam.name] * w * (w + 1)
-        blocks["soft_multipliers"] = Cost(lut=soft * _SOFT_MUL[fam.name] * w * (w + 1),
-                                          notes=[f"{soft} multipliers in LUTs (DSP budget "
-                                                 f"{max_dsp})"])
+        # the cheapest multipliers go to logic first (as synth --max-dsp does)
+        excess, lut, notes = total.dsp - max(0, max_dsp), 0.0, []
+        kinds = sorted(geo.products(),
+                       key=lambda p: soft_multiplier_luts(fam.name, p[2].width, p[3].width))
+        for kind, count, a, b in kinds:
+            per = _dsp_tiles(fam, a.width, b.width)
+            if excess <= 0 or per == 0:
+                continue
+            n = min(count, -(-excess // per))
+            each = soft_multiplier_luts(fam.name, a.width, b.width)
+            excess -= n * per
+            soft += n
+            total.dsp -= n * per
+            lut += n * each
+            notes.append(f"{n} {kind} multipliers ({a.width}x{b.width}) in LUTs, "
+                         f"~{each:.0f} LUTs each")
+        total.lut += lut
+        blocks["soft_multipliers"] = Cost(lut=lut, notes=[f"DSP budget {max_dsp}"] + notes)
     total.lut += fam.ff_luts * total.ff
     fmax = freq_mhz if freq_mhz else TYPICAL_FMAX_MHZ[fam.name]
     return Estimate(cfg.name, t.name, schedule, blocks, total, multipliers(cfg),

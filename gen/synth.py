@@ -55,7 +55,7 @@ __all__ = ["Target", "TARGETS", "get_target", "SynthError", "ToolMissing", "Does
            "tool_command", "check_tools", "MNIST_TRAIN", "MNIST_TEST", "RESOURCE_NAMES"]
 
 #: Bumped whenever the flow changes what the tools produce (part of the build key).
-FLOW_VERSION = 3
+FLOW_VERSION = 4
 #: Bumped whenever the report is derived differently from the tools' outputs
 #: (a stored report of another version is rebuilt from the stored tool outputs).
 REPORT_VERSION = 3
@@ -673,21 +673,78 @@ class SynthOptions:
         return d
 
 
-def _yosys_script(target, opts, soft_muls=0):
-    """Yosys script.  ``soft_muls`` multipliers are built from logic before the
-    DSP mapping sees them (``booth`` on a selection of that many ``$mul``
-    cells): a DSP budget."""
+SOFTMUL_V = Path(__file__).with_name("softmul.v")
+
+
+def _prepare_script(top):
+    """Yosys script of the DSP-budget pre-pass: the design flattened and its
+    multipliers narrowed to their real operand widths (``wreduce``), the
+    ``$mul`` cells listed for :func:`_soft_selection`."""
+    return (f"read_verilog top.v\nhierarchy -top {top}\nproc\nflatten\nopt_expr\nopt_merge\n"
+            f"opt_clean\nwreduce\nopt_clean\ntee -q -o muls.il dump t:$mul\n"
+            f"write_rtlil pre.il\n")
+
+
+def _yosys_script(target, opts, soft_muls=0, selection="@SELECTION@"):
+    """Yosys script.  With ``soft_muls``, the design comes from the pre-pass
+    (:func:`_prepare_script`) and ``selection`` (a ``select`` expression for
+    that many ``$mul`` cells) is built from logic before the DSP mapping sees
+    it: the shift-and-add trees of ``softmul.v`` on the ECP5, ``booth`` on
+    the iCE40 (where it is the smaller of the two)."""
     extra = " ".join(opts.yosys_args)
     cmd = "synth_ecp5" if target.family == "ecp5" else "synth_ice40 -dsp"
     synth = f"{cmd} -top {opts.top} -json top.json {extra}".strip()
-    pre = ""
-    if soft_muls:
-        # after opt_merge only the datapath's real multipliers are left (the
-        # emitted Verilog repeats each product inside its saturation)
-        pre = (f"hierarchy -top {opts.top}\nproc\nflatten\nopt_expr\nopt_merge\n"
-               f"opt_clean\nselect -set soft_muls t:$mul %R{soft_muls}\n"
-               f"booth @soft_muls\nselect -clear\n")
-    return f"read_verilog top.v\n{pre}{synth}\ntee -q -o yosys_stat.json stat -json\n"
+    if not soft_muls:
+        return f"read_verilog top.v\n{synth}\ntee -q -o yosys_stat.json stat -json\n"
+    if target.family == "ecp5":
+        digest = hashlib.sha256(SOFTMUL_V.read_bytes()).hexdigest()[:16]
+        soft = f"# softmul.v {digest}\ntechmap -map softmul.v @soft_muls\n"
+    else:
+        soft = "booth @soft_muls\n"
+    return (f"read_rtlil pre.il\n# {soft_muls} multipliers in logic\n"
+            f"select -set soft_muls {selection}\n{soft}select -clear\n"
+            f"{synth}\ntee -q -o yosys_stat.json stat -json\n")
+
+
+def _mul_cells(dump):
+    """``(A_SIGNED, A_WIDTH, B_SIGNED, B_WIDTH, Y_WIDTH)`` of every ``$mul``
+    cell in an RTLIL dump."""
+    cells, cur = [], None
+    for line in dump.splitlines():
+        words = line.split()
+        if words[:2] == ["cell", "$mul"]:
+            cur = {}
+        elif cur is not None and words[:1] == ["parameter"] and len(words) == 3:
+            cur[words[1].lstrip("\\")] = int(words[2].split("'")[-1], 2) \
+                if "'" in words[2] else int(words[2])
+        elif cur is not None and words == ["end"]:
+            cells.append(tuple(cur[k] for k in ("A_SIGNED", "A_WIDTH", "B_SIGNED", "B_WIDTH",
+                                                "Y_WIDTH")))
+            cur = None
+    return cells
+
+
+def _soft_selection(cells, n, family):
+    """A ``select`` expression for ``n`` of ``cells`` (from :func:`_mul_cells`),
+    the cheapest in logic first; groups of equal signature are taken whole
+    where possible (``%R`` picks from a partial group, deterministically)."""
+    from .estimate import soft_multiplier_luts
+    groups = {}
+    for sig in cells:
+        groups[sig] = groups.get(sig, 0) + 1
+    order = sorted(groups, key=lambda g: (soft_multiplier_luts(family, g[1], g[3], g[4]), g))
+    parts, left = [], n
+    for sa, aw, sb, bw, yw in order:
+        if left <= 0:
+            break
+        take = min(left, groups[(sa, aw, sb, bw, yw)])
+        expr = (f"t:$mul r:A_SIGNED={sa} %i r:A_WIDTH={aw} %i r:B_SIGNED={sb} %i "
+                f"r:B_WIDTH={bw} %i r:Y_WIDTH={yw} %i")
+        if take < groups[(sa, aw, sb, bw, yw)]:
+            expr += f" %R{take}"
+        parts.append(expr)
+        left -= take
+    return " ".join(parts) + " %u" * (len(parts) - 1)
 
 
 def _nextpnr_argv(cmd, target, opts, freq):
@@ -847,6 +904,26 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         steps.append({"step": "yosys", "seconds": 0.0, "cached": True})
     else:
         done_marker.unlink(missing_ok=True)
+        if soft:
+            # DSP budget: list the real multipliers, then build the cheapest
+            # ``soft`` of them from logic
+            (bdir / "prepare.ys").write_text(_prepare_script(opts.top))
+            argv = [tools["yosys"][0], "-q", "-l", "prepare.log", "-s", "prepare.ys"]
+            rc, secs = _run_tool("yosys", argv, bdir, "prepare.log", progress,
+                                 "yosys: list the multipliers (DSP budget)")
+            steps.append({"step": "yosys prepare", "seconds": round(secs, 2)})
+            if rc != 0 or not (bdir / "muls.il").exists():
+                errs = _error_lines(bdir / "prepare.log") or _error_lines(bdir / "prepare.log.out")
+                write("yosys_failed")
+                raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
+                                 f"{' | '.join(errs) or 'no ERROR line'}; "
+                                 f"log: {bdir / 'prepare.log'}")
+            cells = _mul_cells((bdir / "muls.il").read_text())
+            report["soft_multiplier_cells"] = len(cells)
+            if target.family == "ecp5":
+                shutil.copyfile(SOFTMUL_V, bdir / "softmul.v")
+            script = _yosys_script(target, opts, soft,
+                                   _soft_selection(cells, soft, target.family))
         (bdir / "synth.ys").write_text(script)
         argv = [tools["yosys"][0], "-q", "-l", "yosys.log", "-s", "synth.ys"]
         step = f"yosys synth_{target.family}"

@@ -166,6 +166,26 @@ class NetworkGeometry:
         deriv = sum(self.q[h] for h in range(1, cfg.L - 1))
         return 2 * lanes + bp + deriv
 
+    def products(self):
+        """Every multiplier of the datapath as ``(kind, count, a, b)``: the
+        operand shapes after signed conversion, as :class:`_Junction` builds
+        them (FF ``a*w``, UP ``db*a``, BP ``w*d``, derivative ``a'*sat(acc)``).
+        The count adds up to :meth:`multipliers`."""
+        cfg, w = self.cfg, self.cfg.fmt.width
+        d = Signal(signed(w))
+        db = round_shift_var(-d, Signal(4), K_MAX).shape()
+        sig = lambda shape: _as_signed(Signal(shape)).shape()     # noqa: E731
+        out = []
+        for j in range(1, cfg.L):
+            z, a = cfg.z[j - 1], sig(self.act_shape[j - 1])
+            out.append((f"j{j} FF", z, a, signed(w)))
+            out.append((f"j{j} UP", z, sig(db), a))
+            if j > 1:
+                out.append((f"j{j} BP", z, signed(w), signed(w)))
+            if j < cfg.L - 1:
+                out.append((f"j{j} derivative", self.q[j], sig(self.da_shape), signed(w)))
+        return out
+
     def memory_bits(self):
         """Bits of every memory, by kind."""
         cfg, w = self.cfg, self.cfg.fmt.width
