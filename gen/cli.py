@@ -8,6 +8,7 @@ with a one-line ``error: ...`` and exit status 2, never a traceback.
 import argparse
 import json
 import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -532,7 +533,7 @@ def build_parser():
     p.add_argument("--freq", type=float, help="nextpnr clock target in MHz (default per target)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--max-dsp", type=int, metavar="N",
-                   help="DSP budget: multipliers beyond N are built from LUTs (Yosys booth)")
+                   help="DSP budget: multipliers beyond N are built from LUTs, cheapest first")
     p.add_argument("--build-dir", default="build/synth",
                    help="build directories (keyed by Verilog, target and tool versions)")
     p.add_argument("--out", help="also copy report.json and summary.txt here")
@@ -591,6 +592,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # output piped into e.g. `head`, which stopped reading: not an error
+        # of ours; silence the interpreter's second complaint at exit
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
 
 
 if __name__ == "__main__":

@@ -258,10 +258,18 @@ def multipliers(cfg):
 
 
 def _dsp_tiles(fam, a, b):
+    """DSP blocks of an ``a`` x ``b`` product as Yosys' ``mul2dsp`` splits it:
+    slices of at most the DSP's operand widths; a slice whose product is
+    narrower than the DSP's minimum stays in logic (e.g. the top bit of a
+    17-bit operand on the iCE40's 16x16 SB_MAC16)."""
     if a + b < fam.dsp_y_min:
         return 0
     a, b = max(a, b), min(a, b)
-    return math.ceil(a / fam.dsp_a) * math.ceil(b / fam.dsp_b)
+
+    def slices(n, m):
+        return [m] * (n // m) + ([n % m] if n % m else [])
+    return sum(1 for sa in slices(a, fam.dsp_a) for sb in slices(b, fam.dsp_b)
+               if sa + sb >= fam.dsp_y_min)
 
 
 def clocks_per_sample(cfg, schedule="fast"):
@@ -312,11 +320,14 @@ def junction_memory_cost(cfg, geo, j, fam):
     q = geo.q[j]
     R = geo.R[j]
     c = Cost()
-    # weights (z banks, C deep: the transparent read for FF/BP/UP and
-    # the read-out read), biases (q banks), sigma / sigma' ROMs (q reads each),
-    # row-address ROM (C x z*log2(R), one read)
-    c += map_memory(fam, w, C, 2, False, 1, f"j{j} weights").scaled(z)
-    c += map_memory(fam, w, geo.NR[j], 2, False, 1, f"j{j} biases").scaled(q)
+    # weights (z banks, C deep: one transparent read for FF/BP/UP, which the
+    # read-out shares while the network is stalled), biases (q banks),
+    # sigma / sigma' ROMs (q reads each), row-address ROM (C x z*log2(R), one read)
+    c += map_memory(fam, w, C, 1, False, 1, f"j{j} weights").scaled(z)
+    c += map_memory(fam, w, geo.NR[j], 1, False, 1, f"j{j} biases").scaled(q)
+    # the datapath read held across a stall (register + select per bank)
+    c.ff += (z + q) * w
+    c.lut += (z + q) * w
     tb = cfg.table_bits
     # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
     # (0, 1/4]): Yosys drops the constant ones

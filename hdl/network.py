@@ -321,9 +321,6 @@ class _Junction(Elaboratable):
             packed = [sum(int(rows[c, k]) << (k * rb) for k in range(z)) for c in range(C)]
             self.rows_rom = Memory(shape=unsigned(z * rb), depth=C, init=packed)
         self.dither = [int(d) for d in self.pattern.dither]
-        # read-out ports (domain "ro", not gated by the network clock enable)
-        self.ro_w = [mem.read_port(domain="ro") for mem in self.weights]
-        self.ro_b = [mem.read_port(domain="ro") for mem in self.biases]
 
     def elaborate(self, platform):
         m = Module()
@@ -454,18 +451,29 @@ class _Junction(Elaboratable):
         db = [self._reg(m, round_shift_var(-d_s[i], k_db, K_MAX), f"{pre}db{i}")
               for i in range(q)]                                                    # S_BIAS
         # -- S_BIAS: bias write-back (one-clock read-modify-write loop) ---------------
+        # the weight and bias read ports also serve the read-out port while the
+        # network is stalled; the datapath's last read is held meanwhile
+        ce_prev = Signal(name=f"{pre}ce_prev")
+        m.d.ro += ce_prev.eq(ce)
+
+        def shared_read(port, addr, name):
+            m.d.comb += [port.addr.eq(Mux(ce, addr, ro["row"])), port.en.eq(1)]
+            hold = Signal.like(port.data, name=f"{pre}{name}_hold")
+            with m.If(ce_prev):
+                m.d.ro += hold.eq(port.data)
+            return Mux(ce_prev, port.data, hold)
+
         b_old = []
         for i in range(q):
-            bport = self._bias_rd[i]
-            m.d.comb += [bport.addr.eq(pipe("nat_row", S_DB)), bport.en.eq(ce)]
+            bv = shared_read(self._bias_rd[i], pipe("nat_row", S_DB), f"b{i}")
             wp = self._bias_wr[i]
             load = ld["en"] & (ro["junction"] == j - 1) & ro["bias"] & (ro["lane"] == i)
             m.d.comb += [
                 wp.addr.eq(Mux(load, ro["row"], pipe("nat_row", S_BIAS))),
-                wp.data.eq(Mux(load, ld["data"], sat_value(bport.data + db[i], fmt))),
+                wp.data.eq(Mux(load, ld["data"], sat_value(bv + db[i], fmt))),
                 wp.en.eq(load | (ce & pipe("vup", S_BIAS) & pipe("last_span", S_BIAS))),
             ]
-            b_old.append(bport.data)
+            b_old.append(bv)
         # weight-update product dw = mul(db, a_left): operands registered per
         # lane at S_BIAS (next to the multiplier), exact product at S_WMUL,
         # rounded at S_DW
@@ -482,8 +490,7 @@ class _Junction(Elaboratable):
             dw_r.append(self._reg(m, dw, f"{pre}dw{k}"))                              # S_W
         # -- S_DW: late weight read (the weight loop is one clock: read issued at
         # S_DW, written at S_W, read port transparent: correct for every C >= 1)
-        for k in range(z):
-            m.d.comb += [self._w_rd[k].addr.eq(pipe("c", S_DW)), self._w_rd[k].en.eq(ce)]
+        w_read = [shared_read(self._w_rd[k], pipe("c", S_DW), f"w{k}") for k in range(z)]
         d_w = [self._delay(m, d_s[i], S_FMUL - 1 - S_DB, f"{pre}dd{i}") for i in range(q)]
         dl = [self._reg(m, d_w[neuron_of[k]], f"{pre}dlane{k}") for k in range(z)]   # S_FMUL
         # -- S_W: weight write-back; FF and BP operands (the same read) registered;
@@ -491,7 +498,7 @@ class _Junction(Elaboratable):
         a_ff_w = [self._delay(m, a_ff[k], S_FMUL - S_SEL, f"{pre}aff{k}") for k in range(z)]
         pf, pb = [], []
         for k in range(z):
-            wv = self._w_rd[k].data
+            wv = w_read[k]
             wp = self._w_wr[k]
             load = ld["en"] & (ro["junction"] == j - 1) & ~ro["bias"] & (ro["lane"] == k)
             m.d.comb += [
@@ -621,16 +628,13 @@ class _Junction(Elaboratable):
             with m.If(wr_ok & (row_wr == self.NR - 1)):
                 m.d.sync += pred.eq(cur_i)
 
-        # -- read-out port ----------------------------------------------------------
-        for p in self.ro_w:
-            m.d.comb += p.addr.eq(ro["row"])
-        for p in self.ro_b:
-            m.d.comb += p.addr.eq(ro["row"])
+        # -- read-out port: the datapath read ports, addressed by ro_row while the
+        # network is stalled (see shared_read) ---------------------------------------
         lane = Signal(range(max(z, q, 2)), name=f"{pre}ro_lane")
         m.d.ro += lane.eq(ro["lane"])
         m.d.comb += [
-            ro["w_data"].eq(Array([p.data for p in self.ro_w])[lane]),
-            ro["b_data"].eq(Array([p.data for p in self.ro_b])[lane]),
+            ro["w_data"].eq(Array([p.data for p in self._w_rd])[lane]),
+            ro["b_data"].eq(Array([p.data for p in self._bias_rd])[lane]),
         ]
         return m
 
@@ -770,12 +774,23 @@ class _Core(Elaboratable):
         in_slot0, _ = _wrap_counter(m, cycle_end, geo.K_act[0], "act0_in")
         m.d.comb += self.need_input.eq(c < self.beats)
         R1 = geo.R[1]
+        addr, en = in_slot0 * R1 + c, c < self.beats
+        # The write lands one clock after its beat when the last beat's write
+        # still falls inside the junction cycle (fewer beats than clocks, i.e.
+        # fan-out > 1 or slack clocks): the phase counter then drives one
+        # address register instead of every bank's write port (on board@64 it
+        # was the critical path).  The loaded copy is first read in a later
+        # junction cycle either way.
+        late = self.beats < cc
+        if late:
+            addr, en = _Junction._reg(m, addr, "in_addr"), _Junction._reg(m, en, "in_en")
         for b, wp in enumerate(self._input_wr):
             px = self.pixels[b]
             code = (px << (fmt.frac_bits - 8)) if fmt.frac_bits >= 8 else \
                 (px >> (8 - fmt.frac_bits))
-            m.d.comb += [wp.addr.eq(in_slot0 * R1 + c), wp.data.eq(code),
-                         wp.en.eq(c < self.beats)]
+            if late:
+                code = _Junction._reg(m, code, f"in_px{b}")
+            m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
 
         ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
                "info_label": info_label, "info_k": info_k, "info_update": info_update,
@@ -841,6 +856,11 @@ class Network(wiring.Component):
     ro_junction, ro_bias, ro_row, ro_lane : In
         Read-out address: weight ``w[row*z + lane]`` (or bias bank ``lane``,
         row ``row``) of junction ``ro_junction + 1``; ``ro_data`` one clock later.
+        Valid while the network is stalled (waiting for input with
+        ``i.valid`` low, or for ``o.ready``), e.g. before the first sample or
+        after the last: the read-out shares the datapath's weight and bias read
+        ports (one read port per bank instead of two), which hold their
+        in-flight read across the stall.
     ld_en, ld_data : In
         Load port: while ``ld_en`` is high, ``ld_data`` is written to the
         weight or bias at the read-out address (write the network only while
