@@ -467,9 +467,9 @@ class _Junction(Elaboratable):
         for i in range(q):
             bv = shared_read(self._bias_rd[i], pipe("nat_row", S_DB), f"b{i}")
             wp = self._bias_wr[i]
-            load = ld["en"] & (ro["junction"] == j - 1) & ro["bias"] & (ro["lane"] == i)
+            load = self._load_decode(m, ro["bias"] & (ro["lane"] == i), f"{pre}ldb{i}")
             m.d.comb += [
-                wp.addr.eq(Mux(load, ro["row"], pipe("nat_row", S_BIAS))),
+                wp.addr.eq(Mux(load, ld["row"], pipe("nat_row", S_BIAS))),
                 wp.data.eq(Mux(load, ld["data"], sat_value(bv + db[i], fmt))),
                 wp.en.eq(load | (ce & pipe("vup", S_BIAS) & pipe("last_span", S_BIAS))),
             ]
@@ -500,9 +500,9 @@ class _Junction(Elaboratable):
         for k in range(z):
             wv = w_read[k]
             wp = self._w_wr[k]
-            load = ld["en"] & (ro["junction"] == j - 1) & ~ro["bias"] & (ro["lane"] == k)
+            load = self._load_decode(m, ~ro["bias"] & (ro["lane"] == k), f"{pre}ldw{k}")
             m.d.comb += [
-                wp.addr.eq(Mux(load, ro["row"], pipe("c", S_W))),
+                wp.addr.eq(Mux(load, ld["row"], pipe("c", S_W))),
                 wp.data.eq(Mux(load, ld["data"], sat_value(wv + dw_r[k], fmt))),
                 wp.en.eq(load | (ce & pipe("vup", S_W))),
             ]
@@ -637,6 +637,16 @@ class _Junction(Elaboratable):
             ro["b_data"].eq(Array([p.data for p in self._bias_rd])[lane]),
         ]
         return m
+
+    def _load_decode(self, m, match, name):
+        """Load-port write enable of one bank: ``ld_en`` and the read-out
+        address selecting this junction and ``match``, registered (the load
+        writes one clock after its address, from the registered ``ld["row"]``
+        and ``ld["data"]``; the decode is off the write port's path)."""
+        ld, ro = self.ctl["load"], self.readout
+        load = Signal(name=name)
+        m.d.ro += load.eq(ld["en"] & (ro["junction"] == self.j - 1) & match)
+        return load
 
     @staticmethod
     def _reg(m, value, name):
@@ -792,11 +802,16 @@ class _Core(Elaboratable):
                 code = _Junction._reg(m, code, f"in_px{b}")
             m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
 
+        # load port: the write lands one clock after its address, from
+        # registered row and data (ungated "ro" domain, like the write ports)
+        ld_row = Signal.like(self.ro_row, name="ld_row")
+        ld_data = Signal.like(self.ld_data, name="ld_data_r")
+        m.d.ro += [ld_row.eq(self.ro_row), ld_data.eq(self.ld_data)]
         ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
                "info_label": info_label, "info_k": info_k, "info_update": info_update,
                "pred_valid": self.pred_valid, "pred": self.pred,
                "outputs": self.outputs, "ce": self.ce,
-               "load": {"en": self.ld_en, "data": self.ld_data}}
+               "load": {"en": self.ld_en, "row": ld_row, "data": ld_data}}
         ro_sel = []
         for j in range(1, J + 1):
             ro = {"row": self.ro_row, "lane": self.ro_lane, "junction": self.ro_junction,
@@ -863,8 +878,10 @@ class Network(wiring.Component):
         in-flight read across the stall.
     ld_en, ld_data : In
         Load port: while ``ld_en`` is high, ``ld_data`` is written to the
-        weight or bias at the read-out address (write the network only while
-        it is stalled, e.g. before the first sample or between runs).
+        weight or bias at the read-out address, one clock later (from
+        registered address and data; a read-out of that address in the next
+        clock already sees it).  Write the network only while it is stalled,
+        e.g. before the first sample or between runs.
     clocks : Out(48)
         Enabled clocks so far (the network's own time base).
 

@@ -146,3 +146,48 @@ def test_load_port_then_train_bit_exact():
     gm0 = GoldenModel(cfg)
     gm0.run(x, labels, ks, net.schedule)
     assert any((w != w0).any() for (w, _), (w0, _) in zip(hw.params, gm0.parameters()))
+
+
+def test_load_and_read_out_back_to_back():
+    """Load port and read-out on a stalled network: a value loaded in one
+    clock is read back in the next (the registered load write and the shared,
+    transparent read port), for every weight and bias, with loads and reads
+    interleaved so that a wrong write enable or address would clobber a
+    neighbour."""
+    from amaranth.sim import Simulator
+    cfg = make_config((16, 8, 4), (2, 2), 8, kind="random_start", seed=2)
+    net = Network(cfg, "fast")
+    g = net.geometry
+    addrs = []
+    for j in range(cfg.junctions):
+        addrs += [(j, 0, e // cfg.z[j], e % cfg.z[j]) for e in range(cfg.edges[j])]
+        q = g.q[j + 1]
+        addrs += [(j, 1, r // q, r % q) for r in range(cfg.layers[j + 1])]
+    value = {a: (37 * i + 11) % 400 - 200 for i, a in enumerate(addrs)}
+    got = {}
+
+    async def tb(ctx):
+        # no input is ever offered: the network stalls on its first beat
+        for a in addrs:
+            for port, v in zip((net.ro_junction, net.ro_bias, net.ro_row, net.ro_lane), a):
+                ctx.set(port, v)
+            ctx.set(net.ld_en, 1)
+            ctx.set(net.ld_data, value[a])
+            await ctx.tick()
+            ctx.set(net.ld_en, 0)
+            await ctx.tick()
+            got[a] = ctx.get(net.ro_data)
+        # and everything again, read only, after all the loads
+        for a in addrs:
+            for port, v in zip((net.ro_junction, net.ro_bias, net.ro_row, net.ro_lane), a):
+                ctx.set(port, v)
+            await ctx.tick()
+            await ctx.tick()
+            assert ctx.get(net.ro_data) == value[a], a
+        assert ctx.get(net.clocks) == 0          # the network never ran
+
+    sim = Simulator(net)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == value
