@@ -367,10 +367,23 @@ class _Junction(Elaboratable):
 
         # interleaved row address per lane -> per bank
         if self.rows_rom is not None:
+            # Two clocks of prefetch: the ROM's registered read, then a
+            # register on its output, so that neither the ROM's logic (Yosys
+            # builds these ROMs from LUTs and moves the read register to the
+            # address, where it merges with the phase counter) nor the phase
+            # counter's fanout sits on the path into every bank's read
+            # address (on board@64 that was the critical path, 23.6 ns of
+            # routing).  Row of phase c: ROM[(c - 2 + 2) mod cc] read at c - 2.
             rom = self.rows_rom.read_port()
             m.submodules[f"{pre}rows"] = self.rows_rom
-            m.d.comb += rom.addr.eq(Mux(c + 1 < C, c + 1, 0))
-            lane_row = [rom.data[k * self.row_bits:(k + 1) * self.row_bits] for k in range(z)]
+            cc = geo.schedule.clocks_per_cycle
+            if cc <= 2:
+                nxt = c                                   # (c + 2) mod cc == c
+            else:
+                nxt = Mux(c + 2 >= cc, c + 2 - cc, c + 2)
+            m.d.comb += rom.addr.eq(Mux(nxt < C, nxt, 0))
+            rows_r = self._reg(m, rom.data, f"{pre}rows_r")
+            lane_row = [rows_r[k * self.row_bits:(k + 1) * self.row_bits] for k in range(z)]
         else:
             lane_row = [Const(0, 1) for _ in range(z)]
         dithered = any(self.dither)
