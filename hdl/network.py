@@ -464,21 +464,24 @@ class _Junction(Elaboratable):
         db = [self._reg(m, round_shift_var(-d_s[i], k_db, K_MAX), f"{pre}db{i}")
               for i in range(q)]                                                    # S_BIAS
         # -- S_BIAS: bias write-back (one-clock read-modify-write loop) ---------------
-        # the weight and bias read ports also serve the read-out port while the
-        # network is stalled; the datapath's last read is held meanwhile
-        ce_prev = Signal(name=f"{pre}ce_prev")
-        m.d.ro += ce_prev.eq(ce)
+        # The weight and bias read ports also serve the read-out port while the
+        # network is stalled.  Resuming takes one clock more (``want`` high,
+        # ``ce`` still low: the network's ``Network`` wrapper enables the core
+        # only in the clock after it wants to run), in which the port re-reads
+        # the datapath's last address, held in ``{name}_held``; so the data
+        # path sees the read it issued, with no select on the read data.
+        want = ctl["want"]
 
         def shared_read(port, addr, name):
-            m.d.comb += [port.addr.eq(Mux(ce, addr, ro["row"])), port.en.eq(1)]
-            hold = Signal.like(port.data, name=f"{pre}{name}_hold")
-            with m.If(ce_prev):
-                m.d.ro += hold.eq(port.data)
-            return Mux(ce_prev, port.data, hold)
+            held = self._reg(m, addr, f"{pre}{name}_held")        # enabled clocks only
+            m.d.comb += [port.addr.eq(Mux(ce, addr, Mux(want, held, ro["row"]))),
+                         port.en.eq(1)]
+            return port.data
 
         b_old = []
+        b_addr = pipe("nat_row", S_DB)
         for i in range(q):
-            bv = shared_read(self._bias_rd[i], pipe("nat_row", S_DB), f"b{i}")
+            bv = shared_read(self._bias_rd[i], b_addr, f"b{i}")
             wp = self._bias_wr[i]
             load = self._load_decode(m, ro["bias"] & (ro["lane"] == i), f"{pre}ldb{i}")
             m.d.comb += [
@@ -503,7 +506,8 @@ class _Junction(Elaboratable):
             dw_r.append(self._reg(m, dw, f"{pre}dw{k}"))                              # S_W
         # -- S_DW: late weight read (the weight loop is one clock: read issued at
         # S_DW, written at S_W, read port transparent: correct for every C >= 1)
-        w_read = [shared_read(self._w_rd[k], pipe("c", S_DW), f"w{k}") for k in range(z)]
+        w_addr = pipe("c", S_DW)
+        w_read = [shared_read(self._w_rd[k], w_addr, f"w{k}") for k in range(z)]
         d_w = [self._delay(m, d_s[i], S_FMUL - 1 - S_DB, f"{pre}dd{i}") for i in range(q)]
         dl = [self._reg(m, d_w[neuron_of[k]], f"{pre}dlane{k}") for k in range(z)]   # S_FMUL
         # -- S_W: weight write-back; FF and BP operands (the same read) registered;
@@ -717,6 +721,7 @@ class _Core(Elaboratable):
         self.ro_lane = Signal(range(max(max(cfg.z), 2)))
         self.ro_data = Signal(signed(fmt.width))
         self.ce = Signal()
+        self.want = Signal()
         self.ld_en = Signal()
         self.ld_data = Signal(signed(fmt.width))
 
@@ -823,7 +828,7 @@ class _Core(Elaboratable):
         ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
                "info_label": info_label, "info_k": info_k, "info_update": info_update,
                "pred_valid": self.pred_valid, "pred": self.pred,
-               "outputs": self.outputs, "ce": self.ce,
+               "outputs": self.outputs, "ce": self.ce, "want": self.want,
                "load": {"en": self.ld_en, "row": ld_row, "data": ld_data}}
         ro_sel = []
         for j in range(1, J + 1):
@@ -968,9 +973,18 @@ class Network(wiring.Component):
         pending = Signal(name="out_pending")
         result = Signal(self.result_layout, name="out_result")
         space = ~pending | self.o.ready
+        # The core runs in the second of two clocks in which it can: after a
+        # stall, the first clock lets the weight and bias read ports (which
+        # serve the read-out while the core is stalled) re-read the
+        # datapath's last address (see _Junction).
+        want = Signal(name="want")
+        fresh = Signal(name="fresh")
+        m.d.sync += fresh.eq(want)
         m.d.comb += [
-            ce.eq((~core.need_input | self.i.valid) & space),
-            self.i.ready.eq(core.need_input & space),
+            want.eq((~core.need_input | self.i.valid) & space),
+            ce.eq(want & fresh),
+            self.i.ready.eq(core.need_input & space & fresh),
+            core.want.eq(want),
             core.pixels.eq(self.i.payload.pixels),
             core.label.eq(self.i.payload.label),
             core.lr.eq(self.i.payload.lr),
