@@ -881,7 +881,9 @@ class Network(wiring.Component):
         ``lr`` (learning-rate exponent) and ``update`` (0 = evaluate only) are
         taken from beat 0.  When no beat is offered while one is needed, the
         whole network stalls (global clock enable), so the schedule in junction
-        cycles never changes.
+        cycles never changes; after a stall it resumes one clock after it
+        could (that clock re-reads the weight and bias banks, whose read ports
+        serve the read-out during the stall).
     o : Out(stream.Signature(result))
         One ``prediction`` per sample, in order (plus ``clock``, the enabled
         clock it was formed in, and with ``outputs=True`` the output
