@@ -465,16 +465,17 @@ class _Junction(Elaboratable):
               for i in range(q)]                                                    # S_BIAS
         # -- S_BIAS: bias write-back (one-clock read-modify-write loop) ---------------
         # The weight and bias read ports also serve the read-out port while the
-        # network is stalled.  Resuming takes one clock more (``want`` high,
-        # ``ce`` still low: the network's ``Network`` wrapper enables the core
-        # only in the clock after it wants to run), in which the port re-reads
-        # the datapath's last address, held in ``{name}_held``; so the data
-        # path sees the read it issued, with no select on the read data.
-        want = ctl["want"]
+        # network is stalled (``ro_mode``, high from the second stalled clock
+        # on).  ``Network`` resumes two clocks after it could: the first ends
+        # ``ro_mode``, in the second (``resumed`` still low) the port re-reads
+        # the address of the read the stall interrupted (``{name}_held``: the
+        # address one enabled clock ago).  Both selects are registers, and
+        # there is no select on the read data.
+        ro_mode, resumed = ctl["ro_mode"], ctl["resumed"]
 
         def shared_read(port, addr, name):
             held = self._reg(m, addr, f"{pre}{name}_held")        # enabled clocks only
-            m.d.comb += [port.addr.eq(Mux(ce, addr, Mux(want, held, ro["row"]))),
+            m.d.comb += [port.addr.eq(Mux(ro_mode, ro["row"], Mux(resumed, addr, held))),
                          port.en.eq(1)]
             return port.data
 
@@ -721,7 +722,8 @@ class _Core(Elaboratable):
         self.ro_lane = Signal(range(max(max(cfg.z), 2)))
         self.ro_data = Signal(signed(fmt.width))
         self.ce = Signal()
-        self.want = Signal()
+        self.ro_mode = Signal()
+        self.resumed = Signal()
         self.ld_en = Signal()
         self.ld_data = Signal(signed(fmt.width))
 
@@ -828,7 +830,8 @@ class _Core(Elaboratable):
         ctl = {"c": c, "active": active, "cycle_end": cycle_end, "t": t,
                "info_label": info_label, "info_k": info_k, "info_update": info_update,
                "pred_valid": self.pred_valid, "pred": self.pred,
-               "outputs": self.outputs, "ce": self.ce, "want": self.want,
+               "outputs": self.outputs, "ce": self.ce, "ro_mode": self.ro_mode,
+               "resumed": self.resumed,
                "load": {"en": self.ld_en, "row": ld_row, "data": ld_data}}
         ro_sel = []
         for j in range(1, J + 1):
@@ -881,9 +884,9 @@ class Network(wiring.Component):
         ``lr`` (learning-rate exponent) and ``update`` (0 = evaluate only) are
         taken from beat 0.  When no beat is offered while one is needed, the
         whole network stalls (global clock enable), so the schedule in junction
-        cycles never changes; after a stall it resumes one clock after it
-        could (that clock re-reads the weight and bias banks, whose read ports
-        serve the read-out during the stall).
+        cycles never changes; after a stall it resumes two clocks after it
+        could (they re-read the weight and bias banks, whose read ports serve
+        the read-out during the stall).
     o : Out(stream.Signature(result))
         One ``prediction`` per sample, in order (plus ``clock``, the enabled
         clock it was formed in, and with ``outputs=True`` the output
@@ -975,18 +978,21 @@ class Network(wiring.Component):
         pending = Signal(name="out_pending")
         result = Signal(self.result_layout, name="out_result")
         space = ~pending | self.o.ready
-        # The core runs in the second of two clocks in which it can: after a
-        # stall, the first clock lets the weight and bias read ports (which
-        # serve the read-out while the core is stalled) re-read the
-        # datapath's last address (see _Junction).
+        # The core runs in the third of three clocks in which it can: after a
+        # stall, the weight and bias read ports (which serve the read-out
+        # while the core is stalled, ``ro_mode``) go back to the datapath's
+        # address and re-read it (see _Junction).
         want = Signal(name="want")
-        fresh = Signal(name="fresh")
-        m.d.sync += fresh.eq(want)
+        ran1 = Signal(name="want_d1")
+        ran2 = Signal(name="want_d2")
+        ro_mode = Signal(name="ro_mode", init=1)
+        m.d.sync += [ran1.eq(want), ran2.eq(ran1), ro_mode.eq(~want)]
         m.d.comb += [
             want.eq((~core.need_input | self.i.valid) & space),
-            ce.eq(want & fresh),
-            self.i.ready.eq(core.need_input & space & fresh),
-            core.want.eq(want),
+            ce.eq(want & ran1 & ran2),
+            self.i.ready.eq(core.need_input & space & ran1 & ran2),
+            core.ro_mode.eq(ro_mode),
+            core.resumed.eq(ran2),
             core.pixels.eq(self.i.payload.pixels),
             core.label.eq(self.i.payload.label),
             core.lr.eq(self.i.payload.lr),
