@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -729,9 +730,7 @@ def _soft_selection(cells, n, family):
     the cheapest in logic first; groups of equal signature are taken whole
     where possible (``%R`` picks from a partial group, deterministically)."""
     from .estimate import soft_multiplier_luts
-    groups = {}
-    for sig in cells:
-        groups[sig] = groups.get(sig, 0) + 1
+    groups = Counter(cells)
     order = sorted(groups, key=lambda g: (soft_multiplier_luts(family, g[1], g[3], g[4]), g))
     parts, left = [], n
     for sa, aw, sb, bw, yw in order:
@@ -904,36 +903,34 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         steps.append({"step": "yosys", "seconds": 0.0, "cached": True})
     else:
         done_marker.unlink(missing_ok=True)
+
+        def run_yosys(script, text, log, output, step_name, step):
+            """Run ``text`` as ``script`` logging to ``log``; ``output`` must appear."""
+            (bdir / script).write_text(text)
+            argv = [tools["yosys"][0], "-q", "-l", log, "-s", script]
+            rc, secs = _run_tool("yosys", argv, bdir, log, progress, step)
+            steps.append({"step": step_name, "seconds": round(secs, 2)})
+            if rc != 0 or not (bdir / output).exists():
+                log = bdir / log
+                errs = _error_lines(log) or _error_lines(bdir / f"{log.name}.out")
+                write("yosys_failed")
+                raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
+                                 f"{' | '.join(errs) or 'no ERROR line'}; log: {log}")
+
         if soft:
             # DSP budget: list the real multipliers, then build the cheapest
             # ``soft`` of them from logic
-            (bdir / "prepare.ys").write_text(_prepare_script(opts.top))
-            argv = [tools["yosys"][0], "-q", "-l", "prepare.log", "-s", "prepare.ys"]
-            rc, secs = _run_tool("yosys", argv, bdir, "prepare.log", progress,
-                                 "yosys: list the multipliers (DSP budget)")
-            steps.append({"step": "yosys prepare", "seconds": round(secs, 2)})
-            if rc != 0 or not (bdir / "muls.il").exists():
-                errs = _error_lines(bdir / "prepare.log") or _error_lines(bdir / "prepare.log.out")
-                write("yosys_failed")
-                raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
-                                 f"{' | '.join(errs) or 'no ERROR line'}; "
-                                 f"log: {bdir / 'prepare.log'}")
+            run_yosys("prepare.ys", _prepare_script(opts.top), "prepare.log", "muls.il",
+                      "yosys prepare",
+                      "yosys: list the multipliers (DSP budget)")
             cells = _mul_cells((bdir / "muls.il").read_text())
             report["soft_multiplier_cells"] = len(cells)
             if target.family == "ecp5":
                 shutil.copyfile(SOFTMUL_V, bdir / "softmul.v")
             script = _yosys_script(target, opts, soft,
                                    _soft_selection(cells, soft, target.family))
-        (bdir / "synth.ys").write_text(script)
-        argv = [tools["yosys"][0], "-q", "-l", "yosys.log", "-s", "synth.ys"]
-        step = f"yosys synth_{target.family}"
-        rc, secs = _run_tool("yosys", argv, bdir, "yosys.log", progress, step)
-        steps.append({"step": "yosys", "seconds": round(secs, 2)})
-        if rc != 0 or not stat_path.exists():
-            errs = _error_lines(bdir / "yosys.log") or _error_lines(bdir / "yosys.log.out")
-            write("yosys_failed")
-            raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
-                             f"{' | '.join(errs) or 'no ERROR line'}; log: {bdir / 'yosys.log'}")
+        run_yosys("synth.ys", script, "yosys.log", stat_path.name, "yosys",
+                  f"yosys synth_{target.family}")
         done_marker.write_text("ok\n")
     cells = _cells(json.loads(stat_path.read_text()))
     used = synth_resources(target.family, cells)
