@@ -7,8 +7,8 @@ with a one-line ``error: ...`` and exit status 2, never a traceback.
 
 import argparse
 import json
-import platform
 import os
+import platform
 import sys
 import time
 from pathlib import Path

@@ -130,10 +130,6 @@ _CONTROL["ice40"] = {k: v * (0.75 if k.startswith("lut") else 0.8)
 _SOFT_MUL = {"ecp5": 1.05, "ice40": 1.15}
 
 
-def soft_multiplier_luts(family, a_width, b_width, y_width=None):
-    """LUTs of one ``a_width`` x ``b_width`` multiplier built from logic."""
-    y = a_width + b_width if y_width is None else y_width
-    return _SOFT_MUL[family] * min(a_width, b_width) * y
 #: Soft logic around mapped memories (LUT units per bit), fitted.
 _MEM = {
     "ecp5": {"rom_lut": 0.8, "ffram_lut": 0.5, "bram_mux": 0.8, "bram_port_lut": 1.1,
@@ -257,6 +253,12 @@ def multipliers(cfg):
     return n
 
 
+def soft_multiplier_luts(family, a_width, b_width, y_width=None):
+    """LUTs of one ``a_width`` x ``b_width`` multiplier built from logic."""
+    y = a_width + b_width if y_width is None else y_width
+    return _SOFT_MUL[family] * min(a_width, b_width) * y
+
+
 def _dsp_tiles(fam, a, b):
     """DSP blocks of an ``a`` x ``b`` product as Yosys' ``mul2dsp`` splits it:
     slices of at most the DSP's operand widths; a slice whose product is
@@ -325,7 +327,10 @@ def junction_memory_cost(cfg, geo, j, fam):
     # sigma / sigma' ROMs (q reads each), row-address ROM (C x z*log2(R), one read)
     c += map_memory(fam, w, C, 1, False, 1, f"j{j} weights").scaled(z)
     c += map_memory(fam, w, geo.NR[j], 1, False, 1, f"j{j} biases").scaled(q)
-    # the datapath read held across a stall (register + select per bank)
+    # charged per bank for the first version of the shared read port, which
+    # held the read data (register + select); it now holds only the address
+    # (one register and select per junction), so this over-charges by about
+    # (z + q) * w - kept until the model is refitted (docs/synthesis.md)
     c.ff += (z + q) * w
     c.lut += (z + q) * w
     tb = cfg.table_bits

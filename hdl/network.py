@@ -373,7 +373,8 @@ class _Junction(Elaboratable):
             # address, where it merges with the phase counter) nor the phase
             # counter's fanout sits on the path into every bank's read
             # address (on board@64 that was the critical path, 23.6 ns of
-            # routing).  Row of phase c: ROM[(c - 2 + 2) mod cc] read at c - 2.
+            # routing).  The ROM is addressed with (c + 2) mod cc, so its
+            # registered output holds row c when the phase counter reaches c.
             rom = self.rows_rom.read_port()
             m.submodules[f"{pre}rows"] = self.rows_rom
             cc = geo.schedule.clocks_per_cycle
@@ -897,8 +898,8 @@ class Network(wiring.Component):
         Valid while the network is stalled (waiting for input with
         ``i.valid`` low, or for ``o.ready``), e.g. before the first sample or
         after the last: the read-out shares the datapath's weight and bias read
-        ports (one read port per bank instead of two), which hold their
-        in-flight read across the stall.
+        ports (one read port per bank instead of two), which re-read their
+        interrupted address before the network resumes.
     ld_en, ld_data : In
         Load port: while ``ld_en`` is high, ``ld_data`` is written to the
         weight or bias at the read-out address, one clock later (from
@@ -985,6 +986,8 @@ class Network(wiring.Component):
         want = Signal(name="want")
         ran1 = Signal(name="want_d1")
         ran2 = Signal(name="want_d2")
+        # ro_mode is ~want_d1, kept as a register of its own so the read
+        # address selects come straight from a flip-flop
         ro_mode = Signal(name="ro_mode", init=1)
         m.d.sync += [ran1.eq(want), ran2.eq(ran1), ro_mode.eq(~want)]
         m.d.comb += [
