@@ -1,0 +1,20 @@
+"""The project's expected failures, one base class.
+
+Everything a user can cause (a bad config, a bad dataset, an unwritable output,
+a missing or failing tool, a design that does not fit) raises a subclass of
+:class:`SparseEdgeError` whose message says what is wrong and what to do.  The
+command line turns exactly these into a one-line ``error: ...`` with exit
+status 2; anything else is a bug and is reported as one.
+
+This module imports nothing of the package: every layer may use it.
+"""
+
+__all__ = ["SparseEdgeError", "OutputError"]
+
+
+class SparseEdgeError(Exception):
+    """An expected failure with a message for the user (one line)."""
+
+
+class OutputError(SparseEdgeError, OSError):
+    """An output file or folder cannot be written (the message names it)."""
