@@ -176,12 +176,12 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
     replicates the memory: ECP5 DP16KD and iCE40 RAM4K give one read beside
     the write (two reads for a ROM on DP16KD), a 16x4 LUT RAM one.
     """
-    bits = width * depth
+    size = width * depth
     c = Cost()
     if depth <= 0 or width <= 0:
         return c
     abits = bits(depth)
-    options = [(int(bits / 16.0 if rom else float(bits)), 0, "logic")]
+    options = [(int(size / 16.0 if rom else float(size)), 0, "logic")]
     # block RAM: each primitive (name, shapes, reads per copy for a ROM)
     bram = {}
     for prim, cfgs, rom_reads in fam.brams:
@@ -208,17 +208,17 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
         prim, kind = kind, "bram"
     k = _MEM[fam.name]
     if kind == "logic":
-        c.logic_bits = bits
+        c.logic_bits = size
         if rom:
             # constant table in LUTs: one LUT4 per output bit per 16 words
             c.lut = k["rom_lut"] * width * max(1.0, depth / 16.0) * reads
             c.ff = width * reads
         else:
-            c.ff = bits + width * reads
-            c.lut = k["ffram_lut"] * bits * reads
+            c.ff = size + width * reads
+            c.lut = k["ffram_lut"] * size * reads
     elif kind == "bram":
         c.bram = repl_d * repl_p
-        c.bram_bits = bits * repl_p
+        c.bram_bits = size * repl_p
         c.lut = k["bram_mux"] * (mult_a - 1) * width * reads
         if not rom:   # read-first / transparency emulation around the block
             c.lut += reads * k["bram_port_lut"] * width + transparent * k["bram_trans_lut"] * \
@@ -230,7 +230,7 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
         rows = math.ceil(depth / ld)
         units = rows * math.ceil(width / lw)
         c.lutram = units * reads
-        c.lutram_bits = bits * reads
+        c.lutram_bits = size * reads
         c.lut = fam.lutram_luts * units * reads + k["lutram_mux"] * (rows - 1) * width * reads \
             + k["lutram_demux"] * (rows if rows > 1 else 0)
         # the emulated read register is counted with the reading block's logic

@@ -69,7 +69,7 @@ HW_SCHEDULES = ("fast", "reference")
 
 
 def bits(n):
-    """Bits of an unsigned counter holding ``0 .. n-1`` (0 when ``n <= 1``)."""
+    """Bits of an unsigned counter holding ``0 .. n-1`` (0 when ``n == 1``)."""
     return max(0, (n - 1).bit_length())
 
 
