@@ -5,7 +5,8 @@ design for one FPGA and returns a report (also written as ``report.json`` and
 ``summary.txt`` in the build directory, next to the tool logs):
 
 1. **emit**: the :class:`~sparse_edge.hdl.network.Network` wrapped in a
-   :class:`SynthHarness` (see below) is converted to Verilog.  The Verilog is
+   :class:`~sparse_edge.hdl.harness.SynthHarness` (see below) is converted to
+   Verilog.  The Verilog is
    cached by a hash of the config, the generator's own source files and the
    Amaranth/Yosys versions, so an unchanged rebuild does not elaborate again.
 2. **yosys**: ``synth_ecp5`` or ``synth_ice40 -dsp``; cell counts are read from
@@ -20,26 +21,26 @@ design for one FPGA and returns a report (also written as ``report.json`` and
 The build directory is keyed by a hash of the Verilog, the target, the Yosys
 script and the tool versions; the placement inside it by the nextpnr command
 line.  An unchanged rebuild reads the stored report and returns at once; a new
-clock target or seed re-runs only nextpnr.  Tools are found through ``$YOSYS``, ``$NEXTPNR_ECP5`` and
-``$NEXTPNR_ICE40`` (default: the YoWASP packages of this Python).  YoWASP tools
-run in a WASI sandbox that only sees the working directory, so every tool runs
-with the build directory as its working directory and relative file names.
+clock target or seed re-runs only nextpnr.  Tools are found through
+``$YOSYS``, ``$NEXTPNR_ECP5`` and ``$NEXTPNR_ICE40`` (default: the YoWASP
+packages of this Python; :mod:`sparse_edge.gen.tools`), targets are data in
+:mod:`sparse_edge.gen.targets`, and the report is read from the tools' JSON
+by :mod:`sparse_edge.gen.synth_report`.  YoWASP tools run in a WASI sandbox
+that only sees the working directory, so every tool runs with the build
+directory as its working directory and relative file names.
 
 **Synthesis harness.**  The network's ports are far wider than any package
-(the board network takes 1024 pixel bits per beat).  :class:`SynthHarness`
-feeds every input from one shift register (1 pin) and folds every output into
-one registered XOR (1 pin), so nothing can be optimised away and the design
-needs four pins (``clk``, ``rst``, ``sin``, ``sout``).  Its cost is reported
-(``harness`` in the report): one FF per input bit and about one LUT per three
-output bits.
+(the board network takes 1024 pixel bits per beat).  ``SynthHarness``
+(``hdl/harness.py``) feeds every input from one shift register (1 pin) and
+folds every output into one registered XOR (1 pin), so nothing can be
+optimised away and the design needs four pins (``clk``, ``rst``, ``sin``,
+``sout``).  Its cost is reported (``harness`` in the report): one FF per input
+bit and about one LUT per three output bits.
 """
 
 import hashlib
 import json
-import re
 import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -54,20 +55,22 @@ from .flow import emit
 from .geometry import NetworkGeometry, hardware_schedule
 from .targets import (RESOURCE_NAMES, TARGETS, Target, describe_over, fit_problems,
                       get_target)
-from .tools import (SynthError, ToolFailed, ToolMissing, package_versions,
-                    source_digest, tool_command, tool_version)
+from .synth_report import (MNIST_TEST, MNIST_TRAIN, cell_counts, format_report, pnr_resources,
+                           refresh_estimate, resources_table, synth_resources, throughput,
+                           timing_summary)
+from .tools import (Progress, SynthError, ToolFailed, ToolMissing, error_lines,
+                    package_versions, run_tool, source_digest, tool_command, tool_version)
 
 __all__ = ["Target", "TARGETS", "get_target", "SynthError", "ToolMissing", "ToolFailed",
            "DoesNotFit", "PnRFailed", "SynthOptions", "SynthHarness", "Progress", "synthesize",
-           "tool_command", "check_tools", "MNIST_TRAIN", "MNIST_TEST", "RESOURCE_NAMES"]
+           "tool_command", "check_tools", "MNIST_TRAIN", "MNIST_TEST", "RESOURCE_NAMES",
+           "format_report"]
 
 #: Bumped whenever the flow changes what the tools produce (part of the build key).
 FLOW_VERSION = 4
 #: Bumped whenever the report is derived differently from the tools' outputs
 #: (a stored report of another version is rebuilt from the stored tool outputs).
 REPORT_VERSION = 3
-#: MNIST split sizes, for the "time per epoch" figures.
-MNIST_TRAIN, MNIST_TEST = 60000, 10000
 
 
 # -- errors ------------------------------------------------------------------------
@@ -100,117 +103,6 @@ def check_tools(target):
         cmd = tool_command(tool)
         out[tool] = (cmd, tool_version(tool, cmd))
     return out
-
-
-# -- progress -------------------------------------------------------------------------
-
-class Progress:
-    """Step-by-step progress on a stream: which step, elapsed time.
-
-    On a terminal the running step's line is refreshed in place (with the
-    tool's current pass); elsewhere (logs, CI, worker processes) a line is
-    printed every ``interval`` seconds.  ``quiet`` prints nothing.
-    """
-
-    def __init__(self, label="", stream=None, quiet=False, interval=30.0):
-        self.label = f"[{label}] " if label else ""
-        self.stream = stream or sys.stderr
-        self.quiet = quiet
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.interval = interval
-        self.t0 = time.monotonic()
-        self._last = 0.0
-        self._width = 0
-
-    def _write(self, text, final=True):
-        if self.quiet:
-            return
-        if self.tty:
-            pad = " " * max(0, self._width - len(text))
-            self.stream.write("\r" + text + pad + ("\n" if final else ""))
-            self._width = 0 if final else len(text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def message(self, text):
-        self._write(f"{self.label}{text}")
-
-    def start(self, step):
-        self._step, self._t = step, time.monotonic()
-        self._last = self._t
-        self._write(f"{self.label}{step} ...", final=not self.tty)
-
-    def tick(self, detail=""):
-        now = time.monotonic()
-        el = now - self._t
-        if self.tty:
-            if now - self._last >= 0.5:
-                self._last = now
-                self._write(f"{self.label}{self._step} ... {el:5.0f} s  {detail}"[:150],
-                            final=False)
-        elif now - self._last >= self.interval:
-            self._last = now
-            self._write(f"{self.label}{self._step}: {el:.0f} s elapsed {detail}".rstrip())
-
-    def done(self, note=""):
-        el = time.monotonic() - self._t
-        self._write(f"{self.label}{self._step}: done in {el:.1f} s{note}")
-        return el
-
-
-_YOSYS_PASS = re.compile(rb"^\d+(?:\.\d+)*\. Executing ([A-Za-z0-9_]+)", re.M)
-_NEXTPNR_INFO = re.compile(rb"^Info: ((?:Running|Routing|Placing|Packing|Checksum|Program|"
-                           rb"Logic|Device|Creating|Legalising|Running|Writing|Critical|"
-                           rb"Max frequency|Setting up|Starting)[^\n]{0,60})", re.M)
-
-
-def _tail_status(log, tool):
-    """The tool's current activity from the end of its log (display only)."""
-    try:
-        with open(log, "rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - 8192))
-            tail = f.read()
-    except OSError:
-        return ""
-    pat = _YOSYS_PASS if tool == "yosys" else _NEXTPNR_INFO
-    found = pat.findall(tail)
-    return found[-1].decode(errors="replace") if found else ""
-
-
-def _run_tool(tool, argv, cwd, log, progress, step):
-    """Run a tool in ``cwd``; stdout/stderr to ``{log}.out``; progress ticks."""
-    out_path = Path(cwd) / f"{log}.out"
-    progress.start(step)
-    with open(out_path, "wb") as out:
-        try:
-            proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        except OSError as e:
-            raise ToolMissing(f"{tool} cannot be started ({argv[0]}): {e}") from None
-        try:
-            while True:
-                try:
-                    rc = proc.wait(timeout=0.5)
-                    break
-                except subprocess.TimeoutExpired:
-                    progress.tick(_tail_status(Path(cwd) / log, tool))
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-    return rc, progress.done()
-
-
-def _error_lines(path, limit=3):
-    """The tool's own ERROR lines (for the failure message only)."""
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return []
-    lines = [ln.strip() for ln in text.splitlines() if "ERROR" in ln.upper()]
-    return lines[-limit:]
 
 
 # -- the synthesis harness ---------------------------------------------------------------
@@ -259,146 +151,6 @@ def emit_harnessed(cfg, schedule="fast", name="sparse_edge_top", cache_dir=None,
         tmp.write_text(v)
         tmp.replace(path)
     return v, False
-
-
-# -- reading the tools' JSON ------------------------------------------------------------
-
-def _cells(stat):
-    """Cell counts by type from Yosys ``stat -json`` (top-level design)."""
-    d = stat.get("design") or {}
-    cells = d.get("num_cells_by_type")
-    if cells is None:  # single module: take it
-        mods = stat.get("modules", {})
-        cells = next(iter(mods.values()), {}).get("num_cells_by_type", {})
-    return {k: int(v) for k, v in cells.items() if not k.startswith("$scopeinfo")}
-
-
-def synth_resources(family, cells):
-    """Resource use implied by the synthesized netlist (before packing)."""
-    g = cells.get
-    if family == "ecp5":
-        dpr = g("TRELLIS_DPR16X4", 0)
-        # LUT positions as nextpnr counts TRELLIS_COMB: a CCU2C is two, a 16x4
-        # LUT RAM six (four RAM LUTs, two for its write port); packing adds
-        # feed-through LUTs for some FFs, so placed counts are ~15% higher
-        return {"lut": g("LUT4", 0) + 2 * g("CCU2C", 0) + 6 * dpr,
-                "ff": g("TRELLIS_FF", 0),
-                "bram": g("DP16KD", 0) + g("PDPW16KD", 0),
-                "dsp": g("MULT18X18D", 0),
-                "lutram": dpr,
-                "io": None}
-    ffs = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
-    return {"lut": g("SB_LUT4", 0), "ff": ffs, "bram": g("SB_RAM40_4K", 0),
-            "dsp": g("SB_MAC16", 0), "lutram": 0, "io": None}
-
-
-_PNR_KEYS = {"ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD",
-                      "dsp": "MULT18X18D", "lutram": "TRELLIS_RAMW", "io": "TRELLIS_IO"},
-             "ice40": {"lut": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
-                       "io": "SB_IO"}}
-
-
-def pnr_resources(family, util):
-    out = {}
-    for k, cell in _PNR_KEYS[family].items():
-        if cell in util:
-            out[k] = {"used": int(util[cell]["used"]), "available": int(util[cell]["available"])}
-    return out
-
-
-def _signal_of(cell):
-    """Readable signal name of a packed cell name
-    (``net.core.junction1.j1_d0_s2_TRELLIS_FF_Q_4`` -> ``junction1.j1_d0_s2``)."""
-    name = cell
-    for pre in ("dut.", "net.", "core."):
-        if name.startswith(pre):
-            name = name[len(pre):]
-    name = re.split(r"_(?:TRELLIS|SB_|DP16KD|MULT18|CCU2|LUT4|PFUMX|L6MUX|DCCA|ICESTORM|"
-                    r"DFFLC|\$)", name)[0]
-    return name.strip("_") or cell
-
-
-def _is_main_clock(name):
-    return "PACKER_GND" not in name and "PACKER_VCC" not in name
-
-
-def timing_summary(pnr, target_mhz):
-    """fmax per clock and a critical path summary from nextpnr's report."""
-    clocks = {}
-    for net, v in (pnr.get("fmax") or {}).items():
-        clocks[net] = {"fmax_mhz": round(float(v["achieved"]), 2),
-                       "constraint_mhz": round(float(v["constraint"]), 2),
-                       "met": float(v["achieved"]) >= float(v["constraint"])}
-    main = {k: v for k, v in clocks.items() if _is_main_clock(k)}
-    fmax = min((v["fmax_mhz"] for v in main.values()), default=None)
-    paths = []
-    for cp in pnr.get("critical_paths") or []:
-        segs = cp.get("path") or []
-        if not segs:
-            continue
-        total = sum(float(s.get("delay", 0)) for s in segs)
-        logic = sum(float(s.get("delay", 0)) for s in segs if s.get("type") != "routing")
-        route = total - logic
-        levels = sum(1 for s in segs if s.get("type") == "logic")
-        through = []
-        for s in segs:
-            c = (s.get("to") or {}).get("cell") or ""
-            sig = _signal_of(c)
-            if sig and "$" not in sig and sig not in through:
-                through.append(sig)
-        start = _signal_of((segs[0].get("from") or {}).get("cell", ""))
-        end = _signal_of((segs[-1].get("to") or {}).get("cell", ""))
-        srcs = []
-        for s in segs:
-            for src in s.get("sources") or []:
-                if src.startswith("top.v") or ".v:" in src and "/share/" not in src:
-                    if src not in srcs:
-                        srcs.append(src)
-        # pipeline registers are named {tag}_s{k} (output of stage S{k-1})
-        m0, m1 = re.search(r"_s(\d+)\b", start), re.search(r"_s(\d+)\b", end)
-        if m1:
-            k1 = int(m1.group(1))
-            k0 = int(m0.group(1)) if m0 else k1 - 1
-            stages = list(range(min(k0, k1 - 1), k1))
-        else:
-            stages = []
-        paths.append({"from_clock": cp.get("from"), "to_clock": cp.get("to"),
-                      "delay_ns": round(total, 3), "logic_ns": round(logic, 3),
-                      "routing_ns": round(route, 3), "logic_levels": levels,
-                      "start": start, "end": end, "through": through[:40],
-                      "pipeline_stages": stages, "verilog_sources": srcs[:12]})
-    paths.sort(key=lambda p: -p["delay_ns"])
-    crit = next((p for p in paths if _is_main_clock(str(p["from_clock"])) and
-                 _is_main_clock(str(p["to_clock"])) and "async" not in str(p["from_clock"])
-                 and "async" not in str(p["to_clock"])), paths[0] if paths else None)
-    note = None
-    if any(not _is_main_clock(k) for k in clocks):
-        # iCE40 SB_MAC16 used combinationally: nextpnr times the paths into and out
-        # of the DSP separately; their sum bounds the register-to-register path
-        into = max((p["delay_ns"] for p in paths if not _is_main_clock(str(p["to_clock"]))),
-                   default=0)
-        outof = max((p["delay_ns"] for p in paths
-                     if not _is_main_clock(str(p["from_clock"]))), default=0)
-        if into and outof:
-            bound = 1000.0 / (into + outof)
-            note = (f"combinational DSP paths are timed in two halves by nextpnr; "
-                    f"the register-to-register path through a DSP is at most "
-                    f"{into + outof:.1f} ns ({bound:.1f} MHz)")
-            if fmax is not None and bound < fmax:
-                fmax = round(bound, 2)
-    return {"target_mhz": target_mhz, "clocks": clocks, "fmax_mhz": fmax,
-            "met": fmax is not None and fmax >= target_mhz, "critical_path": crit,
-            "critical_paths": paths, "note": note}
-
-
-def throughput(clocks_per_sample, fmax_mhz):
-    if not fmax_mhz:
-        return {"clocks_per_sample": clocks_per_sample}
-    sps = fmax_mhz * 1e6 / clocks_per_sample
-    return {"clocks_per_sample": clocks_per_sample, "at_mhz": fmax_mhz,
-            "samples_per_s": round(sps, 1),
-            "mnist_epoch_s": round(MNIST_TRAIN / sps, 6),
-            "mnist_epoch_with_test_s": round((MNIST_TRAIN + MNIST_TEST) / sps, 6)}
 
 
 # -- the flow ------------------------------------------------------------------------------
@@ -532,44 +284,6 @@ def pnr_key(argv, tools, target):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _resources_table(target, synth_used, pnr, estimate):
-    table = {}
-    for k in RESOURCE_NAMES:
-        row = {"available": target.available.get(k)}
-        if k in pnr:
-            row["used"] = pnr[k]["used"]
-            row["available"] = pnr[k]["available"]
-        elif synth_used.get(k) is not None:
-            row["used"] = synth_used[k]
-        if synth_used.get(k) is not None:
-            row["synth"] = synth_used[k]
-        if estimate is not None and k in estimate:
-            row["estimate"] = estimate[k]
-            # iCE40 logic cells exist only after packing: no LUT error before it
-            comparable = k in pnr or not (k == "lut" and target.family == "ice40")
-            if row.get("used") and comparable:
-                row["error_pct"] = round(100.0 * (estimate[k] - row["used"]) / row["used"], 1)
-        table[k] = row
-    return table
-
-
-def _refresh_estimate(rep, est, target):
-    """Put the current model's estimate into a stored report (the tools'
-    numbers are unchanged; the estimate may have been improved since)."""
-    rep["estimate"] = est.to_dict()
-    placed = rep.get("status") == "ok"
-    for k, row in (rep.get("resources") or {}).items():
-        if k not in est.resources:
-            continue
-        row["estimate"] = est.resources[k]
-        comparable = placed or not (k == "lut" and target.family == "ice40")
-        if row.get("used") and comparable:
-            row["error_pct"] = round(100.0 * (row["estimate"] - row["used"]) / row["used"], 1)
-    if rep.get("throughput"):
-        rep["throughput_estimate"] = throughput(rep["throughput"]["clocks_per_sample"],
-                                                est.fmax_mhz)
-
-
 def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, force=False):
     """Synthesize, place and route ``cfg`` for ``target``; returns the report dict.
 
@@ -606,7 +320,7 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
                      or (rep.get("status") in ("ok", "synthesized") and not opts.pnr)):
             progress.message(f"unchanged: report from {bdir} "
                              f"({time.monotonic() - t_emit:.1f} s)")
-            _refresh_estimate(rep, est, target)
+            refresh_estimate(rep, est, target)
             rep["cached"] = True
             return rep
     bdir.mkdir(parents=True, exist_ok=True)
@@ -653,11 +367,11 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
             """Run ``text`` as ``script`` logging to ``log``; ``output`` must appear."""
             (bdir / script).write_text(text)
             argv = [tools["yosys"][0], "-q", "-l", log, "-s", script]
-            rc, secs = _run_tool("yosys", argv, bdir, log, progress, step)
+            rc, secs = run_tool("yosys", argv, bdir, log, progress, step)
             steps.append({"step": step_name, "seconds": round(secs, 2)})
             if rc != 0 or not (bdir / output).exists():
                 log = bdir / log
-                errs = _error_lines(log) or _error_lines(bdir / f"{log.name}.out")
+                errs = error_lines(log) or error_lines(bdir / f"{log.name}.out")
                 write("yosys_failed")
                 raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
                                  f"{' | '.join(errs) or 'no ERROR line'}; log: {log}")
@@ -677,10 +391,10 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         run_yosys("synth.ys", script, "yosys.log", stat_path.name, "yosys",
                   f"yosys synth_{target.family}")
         done_marker.write_text("ok\n")
-    cells = _cells(json.loads(stat_path.read_text()))
+    cells = cell_counts(json.loads(stat_path.read_text()))
     used = synth_resources(target.family, cells)
     report["synth_cells"] = cells
-    report["resources"] = _resources_table(target, used, {}, est.resources)
+    report["resources"] = resources_table(target, used, {}, est.resources)
     over = fit_problems(used, target.available)
     if over:
         msg = describe_over(over, target)
@@ -713,11 +427,11 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         cname, ctext, _ = target.constraints(freq)
         (bdir / cname).write_text(ctext)
         (bdir / "nextpnr.cmd").write_text(" ".join(pnr_argv[1:]) + "\n")
-        rc, secs = _run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
+        rc, secs = run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
                              f"{target.pnr_tool} place & route ({freq:g} MHz target)")
         steps.append({"step": "nextpnr", "seconds": round(secs, 2)})
     if rc != 0 or not pnr_json.exists():
-        errs = _error_lines(bdir / "nextpnr.log") or _error_lines(bdir / "nextpnr.log.out")
+        errs = error_lines(bdir / "nextpnr.log") or error_lines(bdir / "nextpnr.log.out")
         write("pnr_failed")
         raise PnRFailed(f"place & route failed ({target.pnr_tool} exit {rc}) for "
                         f"{cfg.name} on {target.name}: {' | '.join(errs) or 'no ERROR line'}; "
@@ -725,7 +439,7 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     pnr_marker.write_text(pkey + "\n")
     pnr = json.loads(pnr_json.read_text())
     pres = pnr_resources(target.family, pnr.get("utilization", {}))
-    report["resources"] = _resources_table(target, used, pres, est.resources)
+    report["resources"] = resources_table(target, used, pres, est.resources)
     timing = timing_summary(pnr, freq)
     report["timing"] = timing
     report["throughput"] = throughput(sched.clocks_per_cycle, timing["fmax_mhz"])
@@ -733,73 +447,3 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     report["total_seconds"] = round(sum(s["seconds"] for s in steps), 2)
     write("ok")
     return report
-
-
-# -- text summary -----------------------------------------------------------------------------
-
-def _fmt(v, nd=0):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.{nd}f}"
-    return f"{v:,}"
-
-
-def format_report(rep):
-    """Readable summary table of a synthesis report."""
-    cfg, t = rep["config"], rep["target"]
-    lines = [f"{rep['config_name']} ({'-'.join(map(str, cfg['layers']))}, C={cfg['cycle']}, "
-             f"z={cfg['z']}) on {t['name']} ({t['part']}), {rep['schedule']['kind']} schedule",
-             f"status: {rep['status']}; build: {rep.get('build_dir')}"]
-    tools = rep.get("tools", {})
-    lines.append("tools: " + ", ".join(f"{k} {v['version']}" for k, v in tools.items()))
-    lines.append("")
-    lines.append(f"{'resource':<10} {'used':>9} {'available':>10} {'util':>6} "
-                 f"{'estimate':>9} {'error':>7}")
-    for k in RESOURCE_NAMES:
-        r = (rep.get("resources") or {}).get(k)
-        if not r or (r.get("used") is None and r.get("estimate") is None):
-            continue
-        u, a = r.get("used"), r.get("available")
-        util = f"{100 * u / a:.0f}%" if u is not None and a else "-"
-        err = f"{r['error_pct']:+.0f}%" if r.get("error_pct") is not None else "-"
-        lines.append(f"{k:<10} {_fmt(u):>9} {_fmt(a):>10} {util:>6} "
-                     f"{_fmt(r.get('estimate')):>9} {err:>7}")
-    est = rep.get("estimate") or {}
-    if est.get("multipliers") is not None:
-        lines.append(f"multipliers (logical): estimate {est['multipliers']}, "
-                     f"DSP blocks used {_fmt(((rep.get('resources') or {}).get('dsp') or {}).get('used'))}")
-    for o in rep.get("over") or []:
-        lines.append(f"OVER: {o['resource']} {o['used']} of {o['available']} "
-                     f"(+{o['over_by']}, {o['percent']}%)")
-    tm = rep.get("timing")
-    if tm:
-        lines.append("")
-        for clk, v in tm["clocks"].items():
-            lines.append(f"clock {clk}: fmax {v['fmax_mhz']:.2f} MHz (target "
-                         f"{v['constraint_mhz']:g} MHz, {'met' if v['met'] else 'NOT met'})")
-        if tm.get("note"):
-            lines.append(f"note: {tm['note']}")
-        cp = tm.get("critical_path")
-        if cp:
-            lines.append(f"critical path: {cp['delay_ns']:.2f} ns ({cp['logic_ns']:.2f} logic + "
-                         f"{cp['routing_ns']:.2f} routing, {cp['logic_levels']} logic levels) "
-                         f"from {cp['start']} to {cp['end']}")
-            if cp.get("pipeline_stages"):
-                st = ", ".join(f"S{k}" for k in cp["pipeline_stages"])
-                lines.append(f"  the logic of pipeline stage {st} (hdl/network.py): "
-                             f"{' -> '.join(cp['through'][:8])}"
-                             f"{' ...' if len(cp['through']) > 8 else ''}")
-    th = rep.get("throughput") or {}
-    if th.get("samples_per_s"):
-        lines.append(f"throughput at fmax: {th['clocks_per_sample']} clocks/sample, "
-                     f"{th['samples_per_s']:,.0f} samples/s, MNIST epoch (60k) "
-                     f"{th['mnist_epoch_s']:.3f} s ({th['mnist_epoch_with_test_s']:.3f} s with "
-                     f"the 10k test pass)")
-    elif th:
-        lines.append(f"clocks per sample: {th['clocks_per_sample']}")
-    if rep.get("steps"):
-        lines.append("steps: " + ", ".join(
-            f"{s['step']} {s['seconds']:.1f} s{' (cached)' if s.get('cached') else ''}"
-            for s in rep["steps"]))
-    return "\n".join(lines)

@@ -11,6 +11,8 @@ One place for everything the flows (``gen/flow.py``, ``gen/synth.py``,
   :func:`tool_version` names the version that produced a result;
   :func:`package_versions` the Python packages' versions for reports.
 * :func:`run_yosys` runs a Yosys script on standard input.
+* :class:`Progress` and :func:`run_tool` run a long tool with a progress
+  line (the tool's current pass, elapsed time).
 * :func:`source_digest` hashes the package sources that shape the emitted
   hardware (one defined file set, :data:`HARDWARE_SOURCES`), for build caches.
 
@@ -22,17 +24,18 @@ import hashlib
 import importlib.metadata as md
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .errors import SparseEdgeError
 
 __all__ = ["ToolError", "ToolMissing", "ToolFailed", "SynthError", "TOOLS", "tool_command",
            "tool_version", "REPORT_PACKAGES", "package_versions", "run_yosys",
-           "HARDWARE_SOURCES",
-           "source_digest"]
+           "HARDWARE_SOURCES", "source_digest", "Progress", "run_tool", "error_lines"]
 
 
 class ToolError(SparseEdgeError):
@@ -173,3 +176,116 @@ def source_digest(extra=()):
     for e in extra:
         feed(str(e).encode())
     return h.hexdigest()
+
+
+# -- running a tool with progress ------------------------------------------------
+
+class Progress:
+    """Step-by-step progress on a stream: which step, elapsed time.
+
+    On a terminal the running step's line is refreshed in place (with the
+    tool's current pass); elsewhere (logs, CI, worker processes) a line is
+    printed every ``interval`` seconds.  ``quiet`` prints nothing.
+    """
+
+    def __init__(self, label="", stream=None, quiet=False, interval=30.0):
+        self.label = f"[{label}] " if label else ""
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval = interval
+        self.t0 = time.monotonic()
+        self._last = 0.0
+        self._width = 0
+
+    def _write(self, text, final=True):
+        if self.quiet:
+            return
+        if self.tty:
+            pad = " " * max(0, self._width - len(text))
+            self.stream.write("\r" + text + pad + ("\n" if final else ""))
+            self._width = 0 if final else len(text)
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def message(self, text):
+        self._write(f"{self.label}{text}")
+
+    def start(self, step):
+        self._step, self._t = step, time.monotonic()
+        self._last = self._t
+        self._write(f"{self.label}{step} ...", final=not self.tty)
+
+    def tick(self, detail=""):
+        now = time.monotonic()
+        el = now - self._t
+        if self.tty:
+            if now - self._last >= 0.5:
+                self._last = now
+                self._write(f"{self.label}{self._step} ... {el:5.0f} s  {detail}"[:150],
+                            final=False)
+        elif now - self._last >= self.interval:
+            self._last = now
+            self._write(f"{self.label}{self._step}: {el:.0f} s elapsed {detail}".rstrip())
+
+    def done(self, note=""):
+        el = time.monotonic() - self._t
+        self._write(f"{self.label}{self._step}: done in {el:.1f} s{note}")
+        return el
+
+
+_YOSYS_PASS = re.compile(rb"^\d+(?:\.\d+)*\. Executing ([A-Za-z0-9_]+)", re.M)
+_NEXTPNR_INFO = re.compile(rb"^Info: ((?:Running|Routing|Placing|Packing|Checksum|Program|"
+                           rb"Logic|Device|Creating|Legalising|Running|Writing|Critical|"
+                           rb"Max frequency|Setting up|Starting)[^\n]{0,60})", re.M)
+
+
+def _tail_status(log, tool):
+    """The tool's current activity from the end of its log (display only)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - 8192))
+            tail = f.read()
+    except OSError:
+        return ""
+    pat = _YOSYS_PASS if tool == "yosys" else _NEXTPNR_INFO
+    found = pat.findall(tail)
+    return found[-1].decode(errors="replace") if found else ""
+
+
+def run_tool(tool, argv, cwd, log, progress, step):
+    """Run a tool in ``cwd`` (stdout and stderr to ``{log}.out``), ticking
+    ``progress`` (a :class:`Progress`) with the tool's current pass read from
+    ``log``; returns ``(exit status, seconds)``."""
+    out_path = Path(cwd) / f"{log}.out"
+    progress.start(step)
+    with open(out_path, "wb") as out:
+        try:
+            proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        except OSError as e:
+            raise ToolMissing(f"{tool} cannot be started ({argv[0]}): {e}") from None
+        try:
+            while True:
+                try:
+                    rc = proc.wait(timeout=0.5)
+                    break
+                except subprocess.TimeoutExpired:
+                    progress.tick(_tail_status(Path(cwd) / log, tool))
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return rc, progress.done()
+
+
+def error_lines(path, limit=3):
+    """The tool's own ERROR lines (for the failure message only)."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return []
+    lines = [ln.strip() for ln in text.splitlines() if "ERROR" in ln.upper()]
+    return lines[-limit:]

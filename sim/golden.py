@@ -20,7 +20,7 @@ parameters the model started from), ``predictions`` (int64 per sample),
 ``schedule_U``, ``schedule_spacing``, ``config`` (resolved TOML text), ``mode``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
