@@ -254,12 +254,11 @@ class NetworkGeometry:
         """Every multiplier of the datapath as ``(kind, count, a, b)`` with the
         operand shapes after signed conversion: FF ``a * w``, UP ``db * a``,
         BP ``w * d``, derivative ``a' * sat(acc)``.  ``db`` is the bias step
-        ``round_half_up(-d * 2**-k)`` before saturation: ``-d`` takes ``w + 1``
-        bits, the rounding bias ``2**(k-1)`` up to ``K_MAX`` bits, and their
-        sum one more."""
+        ``round_half_up(-d * 2**-k)`` before saturation, ``w + 1`` bits
+        (``|db| <= 2**(w-1)``)."""
         cfg, w = self.cfg, self.cfg.fmt.width
         sw = IntShape(w, True)
-        db = IntShape(max(w + 1, K_MAX + 1) + 1, True)
+        db = IntShape(w + 1, True)
         out = []
         for j in range(1, cfg.L):
             z, a = cfg.z[j - 1], self.act_shape[j - 1].as_signed()

@@ -22,6 +22,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..gen.fixedpoint import QFormat
+from ..gen.geometry import K_MAX
 from ..gen.tables import ActivationTable
 
 __all__ = [
@@ -233,15 +234,20 @@ class RoundMul(wiring.Component):
     Parameters
     ----------
     fmt : QFormat
-        Format of both operands and of the result.
+        Format of the result (and of the fraction point).
     stages : int
         Pipeline registers, ``>= 0`` (0: combinational).  The first register
         holds the exact product (the multiplier's output register), the
         others delay the rounded, saturated result.
+    a_shape, b_shape : shape-like, optional
+        Operand shapes (default ``signed(fmt.width)``); an unsigned operand is
+        taken as non-negative (zero-extended to a signed operand), so the
+        multiplier is exactly as wide as its operands' values need.
 
     Members
     -------
-    a, b : In(signed(fmt.width))
+    a : In(a_shape)
+    b : In(b_shape)
         Operand codes.
     o : Out(signed(fmt.width))
         ``fmt.mul(a, b)``, ``stages`` cycles after the operands (``sync``
@@ -253,15 +259,15 @@ class RoundMul(wiring.Component):
         ``stages``.
     """
 
-    def __init__(self, fmt, stages=0):
+    def __init__(self, fmt, stages=0, a_shape=None, b_shape=None):
         _check_fmt(fmt, "RoundMul")
         _check_int(stages, "stages", "RoundMul", 0)
         self.fmt = fmt
         self.stages = stages
         w = fmt.width
         super().__init__({
-            "a": In(signed(w)),
-            "b": In(signed(w)),
+            "a": In(signed(w) if a_shape is None else a_shape),
+            "b": In(signed(w) if b_shape is None else b_shape),
             "o": Out(signed(w)),
         })
 
@@ -272,9 +278,9 @@ class RoundMul(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt = self.fmt
-        product = self.a * self.b
+        product = _as_signed(self.a) * _as_signed(self.b)
         if self.stages == 0:
-            m.d.comb += self.o.eq(mul_value(self.a, self.b, fmt))
+            m.d.comb += self.o.eq(round_sat(product, fmt))
             return m
         p_reg = Signal(product.shape(), name="product")
         m.d.sync += p_reg.eq(product)
@@ -298,21 +304,21 @@ class BiasStep(wiring.Component):
     fmt : QFormat
         Format of the delta ``d``.
     k_max : int
-        Largest learning-rate shift, ``>= 0`` (default 15).
+        Largest learning-rate shift, ``>= 0`` (default ``K_MAX``, 15).
 
     Members
     -------
     d : In(signed(fmt.width))
         Delta code.
     k : In(unsigned(max(1, k_max.bit_length())))
-        Learning-rate shift, ``0..k_max`` (4 bits for ``k_max = 15``).
+        Learning-rate shift, ``0..k_max`` (``LR_BITS`` = 4 bits for ``k_max = 15``).
     o : Out(signed(fmt.width + 1))
         ``fmt.bias_step(d, k)``.
 
     Latency: 0 (combinational).
     """
 
-    def __init__(self, fmt, k_max=15):
+    def __init__(self, fmt, k_max=K_MAX):
         _check_fmt(fmt, "BiasStep")
         _check_int(k_max, "k_max", "BiasStep", 0)
         self.fmt = fmt
@@ -340,36 +346,46 @@ class BiasStep(wiring.Component):
 class ActivationROM(wiring.Component):
     """Sigmoid and derivative lookup (``table.lookup``), synchronous read.
 
-    Two :class:`amaranth.lib.memory.Memory` ROMs initialised from
-    ``table.sigma`` and ``table.dsigma`` (the golden model's arrays), read at
-    the top ``table.table_bits`` bits of ``s`` with the sign bit inverted
-    (``== table.index(s)``).
+    :class:`amaranth.lib.memory.Memory` ROMs initialised from ``table.sigma``
+    and ``table.dsigma`` (the golden model's arrays), read at the top
+    ``table.table_bits`` bits of ``s`` with the sign bit inverted (``==
+    table.index(s)``).  With ``ports`` the ROMs have that many read ports (the
+    right neurons a junction finishes per clock share one ROM: a block RAM
+    serves two reads).
 
     Parameters
     ----------
     table : ActivationTable
         Table built by :func:`sparse_edge.gen.tables.activation_table`.
+    ports : int or None
+        ``None``: one lookup, scalar members.  An int: that many lookups,
+        array members.
+    derivative : bool
+        Also look up ``dsigma`` (``da``); without it there is no ``sigma'``
+        ROM (the output layer needs none).
 
     Members
     -------
-    s : In(signed(table.fmt.width))
+    s : In(signed(table.fmt.width)) (``.array(ports)``)
         Saturated pre-activation code.
-    a : Out(signed(table.fmt.width))
+    a : Out(signed(table.fmt.width)) (``.array(ports)``)
         ``sigma`` entry for ``s``, one cycle later.
-    da : Out(signed(table.fmt.width))
+    da : Out(signed(table.fmt.width)) (``.array(ports)``), with ``derivative``
         ``dsigma`` entry for ``s``, one cycle later.
 
     Attributes
     ----------
     latency : int
-        1 (``sync`` domain read ports, always enabled).
+        1 (``sync`` domain read ports).
     """
 
-    def __init__(self, table):
+    def __init__(self, table, ports=None, derivative=True):
         if not isinstance(table, ActivationTable):
             raise ValueError(f"ActivationROM: table must be an ActivationTable, not {table!r}")
         fmt = table.fmt
         _check_fmt(fmt, "ActivationROM")
+        if ports is not None:
+            _check_int(ports, "ports", "ActivationROM", 1)
         if not 1 <= table.table_bits <= fmt.width:
             raise ValueError(f"ActivationROM: table_bits must be in 1..{fmt.width} for {fmt}, "
                              f"not {table.table_bits}")
@@ -384,12 +400,16 @@ class ActivationROM(wiring.Component):
                                  f"outside {fmt} [{fmt.min}, {fmt.max}]")
         self.table = table
         self.fmt = fmt
+        self.ports = ports
+        self.derivative = derivative
         w = fmt.width
-        super().__init__({
-            "s": In(signed(w)),
-            "a": Out(signed(w)),
-            "da": Out(signed(w)),
-        })
+
+        def member(flow):
+            return flow(signed(w)) if ports is None else flow(signed(w)).array(ports)
+        members = {"s": member(In), "a": member(Out)}
+        if derivative:
+            members["da"] = member(Out)
+        super().__init__(members)
 
     @property
     def latency(self):
@@ -400,17 +420,16 @@ class ActivationROM(wiring.Component):
         t = self.table
         w = self.fmt.width
         shape = signed(w)
-        m.submodules.sigma = sigma = Memory(
-            shape=shape, depth=t.depth, init=[int(v) for v in t.sigma])
-        m.submodules.dsigma = dsigma = Memory(
-            shape=shape, depth=t.depth, init=[int(v) for v in t.dsigma])
-        index = Cat(self.s[t.shift:w - 1], ~self.s[w - 1])
-        rd_a = sigma.read_port(domain="sync")
-        rd_da = dsigma.read_port(domain="sync")
-        m.d.comb += [
-            rd_a.addr.eq(index),
-            rd_da.addr.eq(index),
-            self.a.eq(rd_a.data),
-            self.da.eq(rd_da.data),
-        ]
+        one = self.ports is None
+        s = [self.s] if one else list(self.s)
+        roms = [("sigma", t.sigma, [self.a] if one else list(self.a))]
+        if self.derivative:
+            roms.append(("dsigma", t.dsigma, [self.da] if one else list(self.da)))
+        for name, values, outs in roms:
+            rom = Memory(shape=shape, depth=t.depth, init=[int(v) for v in values])
+            m.submodules[name] = rom
+            for si, out in zip(s, outs):
+                port = rom.read_port(domain="sync")
+                m.d.comb += [port.addr.eq(Cat(si[t.shift:w - 1], ~si[w - 1])),
+                             out.eq(port.data)]
         return m

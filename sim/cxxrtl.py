@@ -51,7 +51,7 @@ from ..gen.config import NO_UPDATE
 from ..gen.flow import emit
 from ..gen.geometry import K_MAX, NetworkGeometry, hardware_schedule
 from ..gen.tools import source_digest
-from ..hdl.network import Network, beat_layout, result_layout
+from ..hdl.network import Network, beat_layout, network_variant, result_layout
 from .check import CheckReport, Mismatch, Phase, check_against_golden, training_phases
 from .cxxrtl_model import (BASE_FLAGS, HARNESS, RECIPE, TOP, CompiledSimError, _compiler,
                            _compiler_version, _opt_flags, _yosys_command, compile_model,
@@ -151,13 +151,15 @@ class CompiledSimulator:
         if isinstance(net_or_cfg, Network):
             net = net_or_cfg
             self._net, self.cfg, kind = net, net.cfg, net.schedule.name
-            self._variant = (net.with_outputs, net.checks, repr(net.fault))
+            self._variant = net.variant
+            outputs = net.with_outputs
         else:
             self._net, self.cfg, kind = None, net_or_cfg, schedule
-            self._variant = (False, False, repr(None))
+            self._variant = None
+            outputs = False
         self.geometry = NetworkGeometry(self.cfg, hardware_schedule(self.cfg, kind))
         self.beat_layout = beat_layout(self.cfg)
-        self.result_layout = result_layout(self.cfg, self._variant[0])
+        self.result_layout = result_layout(self.cfg, outputs)
         self.cache = Path(cache_dir) if cache_dir else cache_root()
         self.log = log or (lambda msg: None)
         self.safe_clocking = safe_clocking
@@ -173,7 +175,10 @@ class CompiledSimulator:
 
     # -- building -----------------------------------------------------------------
     def _index_key(self, cxx, flags):
-        return _sha(RECIPE, self.cfg.to_toml(), self.geometry.schedule.name, *self._variant,
+        # a network object given by the caller may have parts of its own
+        # (``Network.variant``); a config gives the default network
+        variant = self._variant or network_variant()
+        return _sha(RECIPE, self.cfg.to_toml(), self.geometry.schedule.name, *variant,
                     source_digest(), HARNESS.read_bytes(), " ".join(cxx), " ".join(flags))
 
     def build(self):

@@ -22,6 +22,7 @@ from sparse_edge.sim.cxxrtl import (BuildInfo, CompiledSimError, CompiledSimulat
 
 from .conftest import MNIST, ROOT, make_config
 from .test_golden import tiny_data
+from .test_hdl_lane import BrokenUpdateLane
 
 pytestmark = pytest.mark.tools
 
@@ -111,7 +112,7 @@ def test_check_detects_a_hardware_fault(cache):
     """A deliberately broken weight update is caught, with the first
     mismatching junction and edge named."""
     cfg = small_cfg()
-    net = Network(cfg, "fast", fault={"update": (1, 0)})
+    net = Network(cfg, "fast", lane=BrokenUpdateLane)     # lane 0 of junction 1 broken
     sim = CompiledSimulator(net, cache_dir=cache)
     x, labels, ks = tiny_data(cfg, 30, seed=2, no_update_every=4)
     phases = [Phase("train", np.arange(30), ks)]

@@ -8,15 +8,18 @@ signature, so the two cannot drift apart.
 """
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
-from amaranth.hdl import Shape, Signal, signed
+from amaranth.back import rtlil
+from amaranth.hdl import Shape
 
 from sparse_edge.gen.config import MAX_ETA_EXP, load_config
 from sparse_edge.gen.geometry import (K_MAX, LR_BITS, REFERENCE_OVERHEAD, STAGES,
                                       WRITE_LATENCY, IntShape, NetworkGeometry, bits,
                                       hardware_schedule)
-from sparse_edge.hdl.arith import _as_signed, round_shift_var
+from sparse_edge.gen.synth import _mul_cells
+from sparse_edge.hdl.arith import BiasStep
 from sparse_edge.hdl.harness import SynthHarness
 from sparse_edge.hdl.network import Network
 
@@ -37,29 +40,20 @@ def test_range_shape_is_amaranths(lo, hi):
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
 def test_operand_widths_are_the_hardwares(cfg):
-    """products(): the operand shapes of every multiplier, as the datapath's
-    expressions make them (the bias step through round_shift_var)."""
+    """products(): every signed multiplier of the elaborated network (the
+    datapath's ``$mul`` cells in its RTLIL; the unsigned ones are constant
+    address arithmetic) with the operand widths the geometry computes."""
     geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
-    w = cfg.fmt.width
-    d = Signal(signed(w))
-    db = round_shift_var(-d, Signal(LR_BITS), K_MAX).shape()
-
-    def amaranth(s):
-        shape = _as_signed(Signal(Shape(s.width, s.signed))).shape()
-        return IntShape(shape.width, shape.signed)
-
-    for kind, count, a, b in geo.products():
-        if kind.endswith(" UP"):
-            assert a == IntShape(db.width, True)
-        elif kind.endswith(" BP"):
-            assert a == b == IntShape(w, True)
-        for op in (a, b):
-            assert amaranth(op) == op          # already as the signed operand
-    acts = {f"j{j} FF": geo.act_shape[j - 1] for j in range(1, cfg.L)}
-    for kind, count, a, b in geo.products():
-        if kind in acts:
-            assert a == amaranth(acts[kind]) and count == cfg.z[int(kind[1:].split()[0]) - 1]
-    assert geo.multipliers() == sum(p[1] for p in geo.products())
+    cells = Counter((aw, bw) for sa, aw, sb, bw, _y in
+                    _mul_cells(rtlil.convert(Network(cfg), emit_src=False)) if sa and sb)
+    want = Counter()
+    for _kind, count, a, b in geo.products():
+        assert a.signed and b.signed
+        want[(a.width, b.width)] += count
+    assert cells == want
+    assert geo.multipliers() == sum(want.values())
+    # the bias step is BiasStep's output
+    assert BiasStep(cfg.fmt).o.shape().width == cfg.fmt.width + 1
 
 
 @pytest.mark.parametrize("outputs", [False, True])

@@ -8,12 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sparse_edge.gen.config import initial_parameters, legal_cycles
+from sparse_edge.gen.tables import ActivationTable
 from sparse_edge.hdl.network import WRITE_LATENCY, Network, hardware_schedule
+from sparse_edge.hdl.neuron import NeuronUnit
 from sparse_edge.sim.golden import GoldenModel
 from sparse_edge.sim.rtl import simulate_amaranth
 
 from .conftest import make_config
 from .test_golden import tiny_data
+from .test_hdl_lane import BrokenUpdateLane
 
 # (id, layers, fanout, C, (int, frac), kind, schedule) -- together they cover
 # L = 2, 3, 4; 8-, 10- and 12-bit formats; every interleaver kind; several
@@ -36,8 +39,8 @@ CASES = [
 
 
 def check_equivalence(cfg, schedule, n=24, seed=0, stall_every=7, out_stall_every=5,
-                      fault=None):
-    net = Network(cfg, schedule, fault=fault, outputs=True, checks=True)
+                      **parts):
+    net = Network(cfg, schedule, outputs=True, checks=True, **parts)
     x, labels, ks = tiny_data(cfg, n, seed, no_update_every=4)
     hw = simulate_amaranth(net, x, labels, ks, stall_every=stall_every,
                            out_stall_every=out_stall_every)
@@ -78,18 +81,31 @@ def test_network_bit_exact(name, layers, fanout, cycle, fmt, kind, sched):
         assert net.clocks_per_sample == cfg.cycle + WRITE_LATENCY
 
 
-@pytest.mark.parametrize("fault", [{"update": (1, 0)}, {"sigma": None}],
-                         ids=["weight-update-bit", "table-entry"])
+def corrupted_table_neuron(entry):
+    """Neuron units built from a table whose ``sigma[entry]`` has bit 4 flipped."""
+    def make(fmt, table, *args):
+        sigma = table.sigma.copy()
+        sigma[entry] ^= 1 << 4
+        return NeuronUnit(fmt, ActivationTable(table.fmt, table.table_bits, sigma,
+                                               table.dsigma), *args)
+    return make
+
+
+@pytest.mark.parametrize("fault", ["weight-update-bit", "table-entry"])
 def test_equivalence_check_can_fail(fault):
+    """A network built from a broken part (lane 0 of junction 1 flips bit 0 of
+    its weight change; or one activation-table entry corrupted) fails."""
     cfg = make_config((16, 8, 4), (2, 2), 8, kind="random_start", seed=3)
-    if "sigma" in fault:
+    if fault == "table-entry":
         # corrupt the table entry the first junction uses most often
         x, labels, ks = tiny_data(cfg, 24, 0, no_update_every=4)
         gm = GoldenModel(cfg)
         idx = [cfg.activation_table().index(
             gm.ops[0].ff(gm.w[0], gm.b[0], cfg.fmt.pixel(xi).astype(np.int32))[0]) for xi in x]
-        fault = {"sigma": int(np.bincount(np.concatenate(idx)).argmax())}
-    _, _, problems = check_equivalence(cfg, "fast", fault=fault)
+        parts = {"neuron": corrupted_table_neuron(int(np.bincount(np.concatenate(idx)).argmax()))}
+    else:
+        parts = {"lane": BrokenUpdateLane}
+    _, _, problems = check_equivalence(cfg, "fast", **parts)
     assert problems, "a corrupted hardware passed the equivalence check"
 
 

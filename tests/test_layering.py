@@ -1,4 +1,5 @@
-"""Imports only point down: description <- hdl <- flows <- CLI.
+"""Imports only point down: description <- hdl <- flows <- CLI; and the
+package stays in pieces a reader can hold (files, hardware functions).
 
 Every module of the package is read with :mod:`ast` (nothing is imported) and
 given a layer:
@@ -247,3 +248,27 @@ def test_checker_on_synthetic_packages(tmp_path, files, expect):
     assert len(found) == len(expect), found
     for want, got in zip(expect, found):
         assert got.startswith(want), (want, got)
+
+
+# -- sizes ---------------------------------------------------------------------------------------
+
+MAX_FILE_LINES = 500
+MAX_HDL_FUNCTION_LINES = 80
+
+
+def test_no_module_over_500_lines():
+    long = [f"{p.relative_to(ROOT)}: {n} lines" for pkg in PACKAGES
+            for p in sorted((ROOT / pkg).rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_FILE_LINES]
+    assert not long, "split these by topic:\n" + "\n".join(long)
+
+
+def test_no_hdl_function_over_80_lines():
+    long = []
+    for p in sorted((ROOT / "hdl").rglob("*.py")):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_HDL_FUNCTION_LINES:
+                    long.append(f"{p.relative_to(ROOT)}:{node.lineno} {node.name}: {n} lines")
+    assert not long, "\n".join(long)

@@ -1,0 +1,275 @@
+"""Memory banks: a layer's banks with rotating copies, and a junction's
+weight and bias banks with the shared read-out and load.
+
+Every bank is one :class:`amaranth.lib.memory.Memory`.  The banks expose
+Amaranth's own port signatures (:class:`~amaranth.lib.memory.ReadPort.Signature`,
+:class:`~amaranth.lib.memory.WritePort.Signature`), so a reader or writer is
+wired to them with :func:`amaranth.lib.wiring.connect`.
+"""
+
+from amaranth.hdl import Array, Module, Mux, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory, ReadPort, WritePort
+from amaranth.lib.wiring import In, Out
+
+from ..gen.geometry import bits
+from .pipeline import reg
+
+__all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort"]
+
+
+class LayerBanks(wiring.Component):
+    """``banks`` memories of ``copies * rows`` words: one layer's activations,
+    derivatives, BP accumulators or output deltas.
+
+    A layer's value is needed for several junction cycles after the one that
+    writes it (SPEC section 5), so each bank holds ``copies`` rotating copies
+    of its ``rows`` rows: copy ``n % copies`` belongs to sample ``n``, at
+    addresses ``copy * rows + row`` (:meth:`address`).
+
+    Parameters
+    ----------
+    shape : shape-like
+        Shape of a stored word.
+    banks, rows, copies : int
+        Number of banks, rows per copy, copies.
+    reads : tuple of str
+        Names of the read ports (each bank has one of each).
+    transparent : tuple of str
+        Those of ``reads`` that are transparent for the write port (a
+        read-modify-write loop of one clock).
+
+    Members
+    -------
+    wr : Out(WritePort.Signature(addr_width, shape)).array(banks)
+        The write port of each bank.
+    <read> : Out(ReadPort.Signature(addr_width, shape)).array(banks)
+        For each name of ``reads``: a synchronous read port of each bank
+        (data one clock after the address).
+    """
+
+    def __init__(self, shape, banks, rows, copies, reads=("rd",), transparent=()):
+        for name, v in (("banks", banks), ("rows", rows), ("copies", copies)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"LayerBanks: {name} must be a positive int, not {v!r}")
+        if not set(transparent) <= set(reads) or "wr" in reads:
+            raise ValueError(f"LayerBanks: bad read ports {reads!r} / transparent "
+                             f"{transparent!r}")
+        self.shape, self.banks, self.rows, self.copies = shape, banks, rows, copies
+        self.depth = rows * copies
+        self.reads, self.transparent = tuple(reads), tuple(transparent)
+        aw = bits(self.depth)
+        members = {"wr": Out(WritePort.Signature(addr_width=aw, shape=shape)).array(banks)}
+        for r in self.reads:
+            members[r] = Out(ReadPort.Signature(addr_width=aw, shape=shape)).array(banks)
+        super().__init__(members)
+
+    def address(self, copy, row):
+        """Address of ``row`` of rotating copy ``copy``."""
+        return copy * self.rows + row
+
+    def elaborate(self, platform):
+        m = Module()
+        for i in range(self.banks):
+            mem = Memory(shape=self.shape, depth=self.depth, init=[])
+            m.submodules[f"bank{i}"] = mem
+            wp = mem.write_port()
+            wiring.connect(m, wiring.flipped(self.wr[i]), wp)
+            for r in self.reads:
+                rp = mem.read_port(transparent_for=(wp,) if r in self.transparent else ())
+                wiring.connect(m, wiring.flipped(getattr(self, r)[i]), rp)
+        return m
+
+
+class AccessSignature(wiring.Signature):
+    """How the network reaches every junction's weight and bias banks from
+    outside the datapath: stall state, read-out and load (as the
+    :class:`ReadoutPort` drives it).
+
+    Parameters
+    ----------
+    width : int
+        Code width ``w``.
+    ro_rows, ro_lanes, ro_junctions : int
+        Ranges of the read-out address (:class:`NetworkGeometry`).
+
+    Members
+    -------
+    ce : Out(1)
+        The network's clock enable.
+    ro_mode, resumed : Out(1)
+        Stall state (see :class:`WeightBanks`).
+    ro_junction, ro_bias, ro_row, ro_lane : Out
+        Read-out / load address: weight ``row*z + lane`` (or bias bank
+        ``lane``, row ``row``) of junction ``ro_junction + 1``.
+    ld_en : Out(1)
+        Load the addressed word.
+    ld_row : Out(range(ro_rows)); ld_data : Out(signed(width))
+        Row and data of the load, registered one clock (they arrive with the
+        registered write enable).
+    """
+
+    def __init__(self, width, ro_rows, ro_lanes, ro_junctions):
+        super().__init__({
+            "ce": Out(1), "ro_mode": Out(1), "resumed": Out(1),
+            "ro_junction": Out(range(ro_junctions)), "ro_bias": Out(1),
+            "ro_row": Out(range(ro_rows)), "ro_lane": Out(range(ro_lanes)),
+            "ld_en": Out(1), "ld_row": Out(range(ro_rows)), "ld_data": Out(signed(width)),
+        })
+
+
+class WeightBanks(wiring.Component):
+    """A junction's weights and biases: ``z`` weight banks of depth ``C`` and
+    ``q`` bias banks of depth ``NR``, each with one read and one write port,
+    shared by the datapath, the read-out and the load port.
+
+    Bank ``k``, row ``c`` holds ``w[c*z + k]``; bias bank ``i``, row ``r`` holds
+    ``b[r*q + i]``.  The ports run in the ungated ``ro`` domain (the network's
+    clock enable ``ce`` is applied to the datapath's writes here), so the load
+    port can write while the network is stalled.
+
+    While the network is stalled (from its second stalled clock on,
+    ``ro_mode``) the read ports are addressed by ``ro_row``.  The network
+    resumes two clocks after it could: the first ends ``ro_mode``, in the
+    second (``resumed`` still low) each read port re-reads the address of the
+    read the stall interrupted (``*_held``: the datapath's address one enabled
+    clock earlier).  Both address selects are registers and there is no
+    select on the read data.
+
+    Parameters
+    ----------
+    weights : ndarray (C, z)
+        Initial weight codes.
+    biases : ndarray (NR, q)
+        Initial bias codes.
+    width : int
+        Code width ``w``.
+    junction : int
+        The junction's index ``j`` (1-based): the read-out and load address it
+        answers to (``ro_junction == j - 1``).
+    ro_rows, ro_lanes, ro_junctions : int
+        Ranges of the read-out address (from :class:`NetworkGeometry`).
+
+    Members
+    -------
+    access : In(AccessSignature(width, ro_rows, ro_lanes, ro_junctions))
+        Clock enable (datapath writes happen only when high), stall state,
+        read-out and load address; the load writes one clock after ``ld_en``
+        (the enable is decoded into a register per bank).
+    w_addr : In(range(C))
+        Weight row read by the datapath; ``w_data`` one clock later.
+    w_data : Out(signed(w)).array(z)
+    w_waddr : In(range(C)); w_wdata : In(signed(w)).array(z); w_we : In(1)
+        Datapath write-back of a weight row (with ``ce``).
+    b_addr, b_data, b_waddr, b_wdata, b_we
+        The same for the bias banks (``q`` of them, depth ``NR``).
+    ro_w, ro_b : Out(signed(w))
+        The weight (bias) at the read-out address, one clock after it.
+    """
+
+    def __init__(self, weights, biases, width, junction, ro_rows, ro_lanes, ro_junctions):
+        self.C, self.z = weights.shape
+        self.NR, self.q = biases.shape
+        self.w_init = [[int(v) for v in weights[:, k]] for k in range(self.z)]
+        self.b_init = [[int(v) for v in biases[:, i]] for i in range(self.q)]
+        self.width, self.j = width, junction
+        w = signed(width)
+        super().__init__({
+            "access": In(AccessSignature(width, ro_rows, ro_lanes, ro_junctions)),
+            "w_addr": In(range(max(self.C, 2))), "w_data": Out(w).array(self.z),
+            "w_waddr": In(range(max(self.C, 2))), "w_wdata": In(w).array(self.z),
+            "w_we": In(1),
+            "b_addr": In(range(max(self.NR, 2))), "b_data": Out(w).array(self.q),
+            "b_waddr": In(range(max(self.NR, 2))), "b_wdata": In(w).array(self.q),
+            "b_we": In(1),
+            "ro_w": Out(w), "ro_b": Out(w),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = self.access
+        w_rd = self._banks(m, "w", self.w_init, self.C, self.w_addr, self.w_data,
+                           self.w_waddr, self.w_wdata, self.w_we, ~acc.ro_bias)
+        b_rd = self._banks(m, "b", self.b_init, self.NR, self.b_addr, self.b_data,
+                           self.b_waddr, self.b_wdata, self.b_we, acc.ro_bias)
+        lane = Signal(range(max(self.z, self.q, 2)), name="ro_lane_r")
+        m.d.ro += lane.eq(acc.ro_lane)
+        m.d.comb += [self.ro_w.eq(Array([p.data for p in w_rd])[lane]),
+                     self.ro_b.eq(Array([p.data for p in b_rd])[lane])]
+        return m
+
+    def _banks(self, m, kind, init, depth, addr, data, waddr, wdata, we, is_kind):
+        """One kind of bank (weights or biases): memories, shared read ports,
+        write ports with the load; returns the read ports."""
+        acc = self.access
+        held = reg(m, addr, f"{kind}_held")            # enabled clocks only
+        read_addr = Mux(acc.ro_mode, acc.ro_row, Mux(acc.resumed, addr, held))
+        ports = []
+        for i, words in enumerate(init):
+            mem = Memory(shape=signed(self.width), depth=depth, init=words)
+            m.submodules[f"{kind}{i}"] = mem
+            wp = mem.write_port(domain="ro")
+            rp = mem.read_port(domain="ro", transparent_for=(wp,))
+            load = Signal(name=f"ld{kind}{i}")
+            m.d.ro += load.eq(acc.ld_en & (acc.ro_junction == self.j - 1) & is_kind
+                              & (acc.ro_lane == i))
+            m.d.comb += [
+                rp.addr.eq(read_addr), rp.en.eq(1), data[i].eq(rp.data),
+                wp.addr.eq(Mux(load, acc.ld_row, waddr)),
+                wp.data.eq(Mux(load, acc.ld_data, wdata[i])),
+                wp.en.eq(load | (acc.ce & we)),
+            ]
+            ports.append(rp)
+        return ports
+
+
+class ReadoutPort(wiring.Component):
+    """The network's read-out and load port: passes the address and stall
+    state to every junction's :class:`WeightBanks` (load row and data
+    registered, in the ungated ``ro`` domain) and selects the read-out data,
+    one clock after the address, from the addressed junction.
+
+    Parameters
+    ----------
+    junctions : int
+    width : int
+    ro_rows, ro_lanes, ro_junctions : int
+        Ranges of the read-out address (:class:`NetworkGeometry`).
+
+    Members
+    -------
+    ce, ro_mode, resumed, ro_junction, ro_bias, ro_row, ro_lane, ld_en, ld_data : In
+        From the network's ports and stall control.
+    access : Out(AccessSignature(width, ro_rows, ro_lanes, ro_junctions))
+        To every junction.
+    w, b : In(signed(width)).array(junctions)
+        Each junction's read-out weight and bias.
+    data : Out(signed(width))
+        The addressed weight or bias.
+    """
+
+    def __init__(self, junctions, width, ro_rows, ro_lanes, ro_junctions):
+        self.junctions = junctions
+        super().__init__({
+            "ce": In(1), "ro_mode": In(1), "resumed": In(1),
+            "ro_junction": In(range(ro_junctions)), "ro_bias": In(1),
+            "ro_row": In(range(ro_rows)), "ro_lane": In(range(ro_lanes)),
+            "ld_en": In(1), "ld_data": In(signed(width)),
+            "access": Out(AccessSignature(width, ro_rows, ro_lanes, ro_junctions)),
+            "w": In(signed(width)).array(junctions), "b": In(signed(width)).array(junctions),
+            "data": Out(signed(width)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        acc = self.access
+        for name in ("ce", "ro_mode", "resumed", "ro_junction", "ro_bias", "ro_row", "ro_lane",
+                     "ld_en"):
+            m.d.comb += getattr(acc, name).eq(getattr(self, name))
+        # the load writes one clock after its address, from registered row and data
+        m.d.ro += [acc.ld_row.eq(self.ro_row), acc.ld_data.eq(self.ld_data)]
+        sel_j = Signal.like(self.ro_junction, name="ro_j")
+        sel_b = Signal(name="ro_isbias")
+        m.d.ro += [sel_j.eq(self.ro_junction), sel_b.eq(self.ro_bias)]
+        m.d.comb += self.data.eq(Mux(sel_b, Array(self.b)[sel_j], Array(self.w)[sel_j]))
+        return m

@@ -1,0 +1,182 @@
+# amaranth: UnusedElaboratable=no
+# (the parameter checks raise before a component is used)
+"""hdl/banks.py on its own: a layer's banks (rotating copies, read ports,
+transparency) and a junction's weight and bias banks (datapath read and
+write-back, clock enable, read-out while stalled, the re-read after a stall,
+the load port) against a numpy model of the memory contents."""
+import numpy as np
+import pytest
+from amaranth.hdl import ClockDomain, ClockSignal, EnableInserter, Module, ResetSignal, signed
+from amaranth.sim import Simulator
+
+from sparse_edge.hdl.banks import LayerBanks, ReadoutPort, WeightBanks
+
+
+def simulate(dut, tb, ro=False):
+    if ro:
+        # as in the network: the banks' ports run in the ungated ``ro`` domain,
+        # everything in ``sync`` advances with the clock enable
+        top = Module()
+        top.submodules.dut = EnableInserter({"sync": dut.access.ce})(dut) \
+            if hasattr(dut, "w_addr") else dut
+        top.domains.ro = cd = ClockDomain("ro", local=True)
+        top.d.comb += [cd.clk.eq(ClockSignal("sync")), cd.rst.eq(ResetSignal("sync"))]
+        dut = top
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+def test_layer_banks_copies_and_ports():
+    """Random writes to (bank, copy, row); every read port returns the word
+    one clock later; the transparent port sees a write in the same clock."""
+    banks, rows, copies = 3, 4, 3
+    dut = LayerBanks(signed(9), banks, rows, copies, reads=("rmw", "nat"),
+                     transparent=("rmw",))
+    model = np.zeros((banks, rows * copies), dtype=int)
+    rng = np.random.default_rng(0)
+
+    async def tb(ctx):
+        for _ in range(60):
+            plan = []
+            for b in range(banks):
+                copy, row = int(rng.integers(copies)), int(rng.integers(rows))
+                addr = dut.address(copy, row)
+                assert addr == copy * rows + row
+                v, we = int(rng.integers(-256, 256)), bool(rng.integers(2))
+                rd = int(rng.integers(rows * copies)) if rng.integers(2) else addr
+                ctx.set(dut.wr[b].addr, addr)
+                ctx.set(dut.wr[b].data, v)
+                ctx.set(dut.wr[b].en, we)
+                ctx.set(dut.rmw[b].addr, rd)
+                ctx.set(dut.nat[b].addr, rd)
+                plan.append((b, addr, v, we, rd, int(model[b, rd])))
+            await ctx.tick()
+            for b, addr, v, we, rd, old in plan:
+                new = v if (we and rd == addr) else old
+                assert ctx.get(dut.rmw[b].data) == new        # transparent
+                assert ctx.get(dut.nat[b].data) == old        # read first
+                if we:
+                    model[b, addr] = v
+
+    simulate(dut, tb)
+
+
+def test_layer_banks_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="copies must be a positive int"):
+        LayerBanks(signed(4), 2, 2, 0)
+    with pytest.raises(ValueError, match="bad read ports"):
+        LayerBanks(signed(4), 2, 2, 1, reads=("a",), transparent=("b",))
+
+
+class Weights:
+    """Drives a WeightBanks through its access members like the network does."""
+
+    def __init__(self, C=4, z=3, NR=2, q=2, j=2):
+        rng = np.random.default_rng(1)
+        self.w = rng.integers(-500, 500, (C, z))
+        self.b = rng.integers(-500, 500, (NR, q))
+        self.dut = WeightBanks(self.w, self.b, 10, j, ro_rows=max(C, NR), ro_lanes=max(z, q),
+                               ro_junctions=3)
+        self.j = j
+
+
+def test_weight_banks_datapath_and_clock_enable():
+    wb = Weights()
+    dut, w = wb.dut, wb.w.copy()
+    C, z = w.shape
+    rng = np.random.default_rng(2)
+
+    async def tb(ctx):
+        ctx.set(dut.access.resumed, 1)
+        for t in range(40):
+            r, wr, ce = int(rng.integers(C)), int(rng.integers(C)), int(rng.integers(2))
+            new = rng.integers(-500, 500, z)
+            ctx.set(dut.access.ce, ce)
+            ctx.set(dut.w_addr, r)
+            ctx.set(dut.w_waddr, wr)
+            ctx.set(dut.w_we, 1)
+            for k in range(z):
+                ctx.set(dut.w_wdata[k], int(new[k]))
+            await ctx.tick()
+            if ce:
+                w[wr] = new
+            # the read port is transparent for its write port
+            assert [ctx.get(dut.w_data[k]) for k in range(z)] == list(w[r]), t
+
+    simulate(dut, tb, ro=True)
+
+
+def test_weight_banks_read_out_load_and_resume():
+    """While stalled (``ro_mode``) the read ports serve the read-out; a load
+    lands one clock after ``ld_en`` and only in the addressed junction, kind
+    and lane; after the stall (``resumed`` low) the port re-reads the
+    datapath's last enabled address."""
+    wb = Weights()
+    dut = wb.dut
+    w, b = wb.w.copy(), wb.b.copy()
+    C, z = w.shape
+    NR, q = b.shape
+
+    async def tb(ctx):
+        acc = dut.access
+        ctx.set(acc.resumed, 1)
+        ctx.set(acc.ce, 1)
+        ctx.set(dut.w_addr, 2)                   # the datapath's address before the stall
+        await ctx.tick()
+        ctx.set(acc.ce, 0)
+        ctx.set(dut.w_addr, 3)                   # changes while stalled: not enabled
+        ctx.set(acc.ro_mode, 1)
+        for bias, store, lanes, rows in ((0, w, z, C), (1, b, q, NR)):
+            ctx.set(acc.ro_bias, bias)
+            for row in range(rows):
+                for lane in range(lanes):
+                    ctx.set(acc.ro_row, row)
+                    ctx.set(acc.ro_lane, lane)
+                    ctx.set(acc.ro_junction, wb.j - 1)
+                    await ctx.tick()
+                    await ctx.tick()
+                    assert ctx.get(dut.ro_w if not bias else dut.ro_b) == store[row, lane]
+        # load: a wrong junction is ignored, the right one lands a clock later
+        for junction, lands in ((wb.j, False), (wb.j - 1, True)):
+            ctx.set(acc.ro_bias, 0)
+            ctx.set(acc.ro_junction, junction)
+            ctx.set(acc.ro_row, 1)
+            ctx.set(acc.ro_lane, 2)
+            ctx.set(acc.ld_en, 1)
+            ctx.set(acc.ld_row, 1)               # as the ReadoutPort registers it
+            ctx.set(acc.ld_data, 77)
+            await ctx.tick()
+            ctx.set(acc.ld_en, 0)
+            await ctx.tick()
+            await ctx.tick()
+            assert (ctx.get(dut.ro_w) == 77) == lands
+        # resume: ro_mode off, ``resumed`` low: the held address (2) is read
+        ctx.set(acc.ro_mode, 0)
+        ctx.set(acc.resumed, 0)
+        await ctx.tick()
+        assert [ctx.get(dut.w_data[k]) for k in range(z)] == list(w[2])
+
+    simulate(dut, tb, ro=True)
+
+
+def test_readout_port_selects_and_registers():
+    dut = ReadoutPort(3, 10, ro_rows=8, ro_lanes=4, ro_junctions=3)
+
+    async def tb(ctx):
+        for j in range(3):
+            ctx.set(dut.w[j], 10 * j + 1)
+            ctx.set(dut.b[j], -10 * j - 2)
+        for j in range(3):
+            for bias in (0, 1):
+                ctx.set(dut.ro_junction, j)
+                ctx.set(dut.ro_bias, bias)
+                ctx.set(dut.ro_row, 5)
+                ctx.set(dut.ld_data, j + 40 * bias)
+                await ctx.tick()
+                assert ctx.get(dut.data) == (-10 * j - 2 if bias else 10 * j + 1)
+                assert ctx.get(dut.access.ld_row) == 5
+                assert ctx.get(dut.access.ld_data) == j + 40 * bias
+
+    simulate(dut, tb, ro=True)

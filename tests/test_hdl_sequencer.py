@@ -1,0 +1,176 @@
+# amaranth: UnusedElaboratable=no
+# (a LayerBanks is built only for its port signature and addresses)
+"""hdl/sequencer.py on its own: the time base and sample slots, the input
+load, one junction's copy counters and stage-delayed addresses against the
+schedule (``gen/geometry.py``), and the stall control's handshakes."""
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from sparse_edge.gen.geometry import (S_BIAS, S_DB, S_DW, S_W, S_WR, NetworkGeometry,
+                                      hardware_schedule)
+from sparse_edge.hdl.banks import LayerBanks
+from sparse_edge.hdl.network import result_layout
+from sparse_edge.hdl.pipeline import as_shape
+from sparse_edge.hdl.sequencer import InputLoader, JunctionControl, Sequencer, StallControl
+
+from .conftest import make_config
+
+
+def simulate(dut, tb):
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+
+
+@pytest.mark.parametrize("kind", ["fast", "reference"])
+def test_sequencer_time_base_and_sample_slots(kind):
+    cfg = make_config((16, 8, 4), (2, 2), 8)
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, kind))
+    dut = Sequencer(geo)
+    cc, K, beats = geo.clocks_per_sample, geo.K_info, geo.beats_per_sample
+
+    async def tb(ctx):
+        t = dut.time
+        for clock in range(cc * (K + 5)):
+            n, c = divmod(clock, cc)
+            assert ctx.get(t.phase) == c
+            assert ctx.get(t.active) == (c < cfg.cycle)
+            assert ctx.get(t.cycle_end) == (c == cc - 1)
+            assert ctx.get(t.jcycle) == min(n, geo.U[1] + 2)
+            assert ctx.get(dut.need_input) == (c < beats)
+            assert ctx.get(dut.clocks) == clock
+            ctx.set(dut.label, n % 4)
+            ctx.set(dut.lr, n % 16)
+            ctx.set(dut.update, n % 3 != 0)
+            await ctx.tick()
+            if c == 0:       # sample n's information is in slot n % K from now on
+                slot = n % K
+                assert ctx.get(t.info_label[slot]) == n % 4
+                assert ctx.get(t.info_k[slot]) == n % 16
+                assert ctx.get(t.info_update[slot]) == (n % 3 != 0)
+
+    simulate(dut, tb)
+
+
+def test_input_loader_fills_rows_of_the_sample_copy():
+    """Beat ``r`` of sample ``n`` lands in row ``r`` of copy ``n % K_act[0]``
+    of every input bank, pixels mapped into the fraction field."""
+    cfg = make_config((16, 8, 4), (2, 2), 8)       # 4 beats in 8 clocks: late writes
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
+    banks = LayerBanks(as_shape(geo.act_shape[0]), cfg.z[0], geo.R[1], geo.K_act[0])
+    dut = InputLoader(geo, banks.wr[0].signature)
+    assert dut.late
+    cc, beats, z1 = geo.clocks_per_sample, geo.beats_per_sample, cfg.z[0]
+    rng = np.random.default_rng(0)
+    px = rng.integers(0, 256, (6, beats, z1))
+    writes = []
+
+    async def tb(ctx):
+        for clock in range(6 * cc + 1):    # the late write of beat r lands at n*cc + r + 1
+            n, c = divmod(clock, cc)
+            ctx.set(dut.phase, c)
+            ctx.set(dut.cycle_end, c == cc - 1)
+            if n < 6 and c < beats:
+                for b in range(z1):
+                    ctx.set(dut.pixels[b], int(px[n, c, b]))
+            if ctx.get(dut.wr[0].en):
+                writes.append((ctx.get(dut.wr[0].addr), [ctx.get(p.data) for p in dut.wr]))
+            await ctx.tick()
+
+    simulate(dut, tb)
+    want = [(banks.address(n % geo.K_act[0], r), list(cfg.fmt.pixel(px[n, r])))
+            for n in range(6) for r in range(beats)]
+    assert writes == want
+
+
+@pytest.mark.parametrize("j, kind", [(1, "fast"), (2, "fast"), (2, "reference")])
+def test_junction_control_follows_the_schedule(j, kind):
+    """Each memory role's copy is ``(t - offset) mod copies`` with the
+    schedule's offset (FF: ``F[j]``, BP/UP: ``U[j]``), and every stage's
+    address is the issue stage's, that many clocks later."""
+    cfg = make_config((16, 8, 4), (2, 2), 8)
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, kind))
+    dut = JunctionControl(geo, j, dithered=False)
+    cc, C, R, NR = geo.clocks_per_sample, cfg.cycle, geo.R[j], geo.NR[j]
+    F, U = geo.F[j], geo.U[j]
+    K_left, K_da = geo.K_act[j - 1], geo.K_da[j]
+    rng = np.random.default_rng(j)
+    cycles = 8
+    rows = rng.integers(0, R, (cycles * cc, geo.z[j]))
+    issue = {}
+
+    async def tb(ctx):
+        t = dut.time
+        for clock in range(cycles * cc):
+            n, c = divmod(clock, cc)
+            ctx.set(t.phase, c)
+            ctx.set(t.active, c < C)
+            ctx.set(t.cycle_end, c == cc - 1)
+            ctx.set(t.jcycle, min(n, geo.U[1] + 2))
+            for i in range(geo.K_info):
+                ctx.set(t.info_update[i], 1)
+            for b in range(geo.z[j]):
+                ctx.set(dut.rows.row[b], int(rows[clock, b]))
+            if c < C:
+                for b in range(geo.z[j]):
+                    assert ctx.get(dut.left_addr_ff[b]) == ((n - F) % K_left) * R + rows[clock, b]
+                    assert ctx.get(dut.left_addr_up[b]) == ((n - U) % K_left) * R + rows[clock, b]
+                nat = c // geo.span[j]
+                if j == cfg.junctions:
+                    assert ctx.get(dut.dout_rd_addr) == ((n - U) % K_da) * NR + nat
+                else:
+                    assert ctx.get(dut.da_rd_addr) == ((n - U) % K_da) * NR + nat
+                issue[clock] = (c, nat, n >= F, n >= U)
+            for stage, check in ((S_DB, "b_addr"), (S_BIAS, "b_waddr"), (S_DW, "w_addr"),
+                                 (S_W, "w_waddr")):
+                if clock - stage in issue:
+                    c0, nat, vff, vup = issue[clock - stage]
+                    want = nat if check.startswith("b") else c0
+                    assert ctx.get(getattr(dut, check)) == want, (check, clock)
+            if clock - S_W in issue:
+                assert ctx.get(dut.w_we) == issue[clock - S_W][3]
+            if clock - S_WR in issue:
+                c0, nat, vff, vup = issue[clock - S_WR]
+                last_span = c0 % geo.span[j] == geo.span[j] - 1
+                assert ctx.get(dut.wr_ok) == (vff and last_span)
+            await ctx.tick()
+
+    simulate(dut, tb)
+
+
+def test_stall_control_handshakes():
+    """The enable rises in the third clock the core could run; the input is
+    taken only then; a full output stalls; a prediction is held until read."""
+    cfg = make_config((16, 8, 4), (2, 2), 8)
+    dut = StallControl(result_layout(cfg))
+
+    async def tb(ctx):
+        ctx.set(dut.need_input, 1)
+        ctx.set(dut.i_valid, 0)
+        ctx.set(dut.o_ready, 1)
+        await ctx.tick()
+        assert ctx.get(dut.ro_mode) and not ctx.get(dut.ce)
+        ctx.set(dut.i_valid, 1)
+        seen = []
+        for _ in range(4):
+            seen.append((ctx.get(dut.ce), ctx.get(dut.i_ready), ctx.get(dut.resumed)))
+            await ctx.tick()
+        assert seen == [(0, 0, 0), (0, 0, 0), (1, 1, 1), (1, 1, 1)]
+        assert not ctx.get(dut.ro_mode)
+        # a prediction while running goes into the output buffer
+        ctx.set(dut.pred_valid, 1)
+        ctx.set(dut.pred, 3)
+        ctx.set(dut.clocks, 1234)
+        ctx.set(dut.o_ready, 0)
+        await ctx.tick()
+        ctx.set(dut.pred_valid, 0)
+        assert ctx.get(dut.o_valid) and ctx.get(dut.result.prediction) == 3
+        assert ctx.get(dut.result.clock) == 1234
+        assert not ctx.get(dut.ce)            # the buffer is full: stall
+        ctx.set(dut.o_ready, 1)
+        await ctx.tick()
+        assert not ctx.get(dut.o_valid)
+
+    simulate(dut, tb)
