@@ -7,17 +7,20 @@ fits the target.  ``sparse-edge synth`` prints it beside Yosys/nextpnr's
 numbers with the error in percent; ``sparse-edge explore`` ranks parallelism
 choices with it.
 
-The model is organised like the hardware (``hdl/network.py``), one function
-per block, so a change to a block has one obvious place to update:
+The model is organised like the hardware (the components of ``hdl/``), one
+function per group of blocks, so a change to a block has one obvious place to
+update:
 
-* :func:`junction_cost` - one junction's ``z`` lanes (FF, BP, UP multipliers,
-  weight update, adder trees) and ``q`` right neurons per clock (bias update,
-  activation lookup, derivative multiplier);
-* :func:`junction_memory_cost` - its weight and bias banks and ROMs;
-* :func:`layer_memory_cost` - activation, BP accumulator, derivative and
-  output-delta banks of one layer (rotating copies from ``NetworkGeometry``);
-* :func:`control_cost` - phase/cycle counters, sample info slots, input-load
-  addressing, stream handshake, read-out multiplexer;
+* :func:`junction_cost` - one junction's ``z`` edge lanes (FF, BP, UP
+  multipliers, weight update; ``hdl/lane.py``) and ``q`` right neurons per
+  clock (adder trees, bias update, activation lookup, derivative multiplier;
+  ``hdl/neuron.py``), its control (``JunctionControl``);
+* :func:`junction_memory_cost` - its ``WeightBanks`` and ROMs;
+* :func:`layer_memory_cost` - the ``LayerBanks`` of one layer: activation, BP
+  accumulator, derivative and output-delta banks (rotating copies from
+  ``NetworkGeometry``);
+* :func:`control_cost` - ``Sequencer``, ``InputLoader``, ``StallControl``,
+  ``ReadoutPort``;
 * :func:`harness_cost` - the synthesis harness of ``hdl/harness.py``.
 
 Exact parts: logical multipliers (``2 z`` in junction 1, ``3 z`` in the others,
