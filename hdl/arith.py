@@ -26,14 +26,14 @@ from ..gen.geometry import K_MAX
 from ..gen.tables import ActivationTable
 
 __all__ = [
-    "sat_value", "round_shift_value", "round_shift_var", "mul_value", "round_sat",
+    "check_fmt", "check_int", "sat_value", "round_shift_value", "round_shift_var", "mul_value", "round_sat",
     "Saturate", "RoundMul", "BiasStep", "ActivationROM",
 ]
 
 
 # -- helpers -----------------------------------------------------------------
 
-def _check_fmt(fmt, who):
+def check_fmt(fmt, who):
     if not isinstance(fmt, QFormat):
         raise ValueError(f"{who}: fmt must be a QFormat, not {fmt!r}")
     if (not isinstance(fmt.int_bits, int) or not isinstance(fmt.frac_bits, int)
@@ -42,7 +42,7 @@ def _check_fmt(fmt, who):
                          f"frac_bits")
 
 
-def _check_int(value, name, who, lo):
+def check_int(value, name, who, lo=1):
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{who}: {name} must be an int, not {value!r}")
     if value < lo:
@@ -109,7 +109,7 @@ def round_shift_value(x, k):
         Signed, wide enough that the result never overflows (one bit wider
         than ``x`` minus ``k``, at least 1 bit), combinational.
     """
-    _check_int(k, "k", "round_shift_value", 0)
+    check_int(k, "k", "round_shift_value", 0)
     x = _as_signed(x)
     if k == 0:
         return x
@@ -139,7 +139,7 @@ def round_shift_var(x, k_sig, k_max):
         Signed, ``max(len(x), k_max + 1) + 1`` bits (never overflows),
         combinational.
     """
-    _check_int(k_max, "k_max", "round_shift_var", 0)
+    check_int(k_max, "k_max", "round_shift_var", 0)
     x = _as_signed(x)
     k_sig = Value.cast(k_sig)
     if k_sig.shape().signed:
@@ -209,8 +209,8 @@ class Saturate(wiring.Component):
     """
 
     def __init__(self, in_width, fmt):
-        _check_int(in_width, "in_width", "Saturate", 1)
-        _check_fmt(fmt, "Saturate")
+        check_int(in_width, "in_width", "Saturate", 1)
+        check_fmt(fmt, "Saturate")
         self.in_width = in_width
         self.fmt = fmt
         super().__init__({
@@ -260,8 +260,8 @@ class RoundMul(wiring.Component):
     """
 
     def __init__(self, fmt, stages=0, a_shape=None, b_shape=None):
-        _check_fmt(fmt, "RoundMul")
-        _check_int(stages, "stages", "RoundMul", 0)
+        check_fmt(fmt, "RoundMul")
+        check_int(stages, "stages", "RoundMul", 0)
         self.fmt = fmt
         self.stages = stages
         w = fmt.width
@@ -319,8 +319,8 @@ class BiasStep(wiring.Component):
     """
 
     def __init__(self, fmt, k_max=K_MAX):
-        _check_fmt(fmt, "BiasStep")
-        _check_int(k_max, "k_max", "BiasStep", 0)
+        check_fmt(fmt, "BiasStep")
+        check_int(k_max, "k_max", "BiasStep", 0)
         self.fmt = fmt
         self.k_max = k_max
         w = fmt.width
@@ -383,9 +383,9 @@ class ActivationROM(wiring.Component):
         if not isinstance(table, ActivationTable):
             raise ValueError(f"ActivationROM: table must be an ActivationTable, not {table!r}")
         fmt = table.fmt
-        _check_fmt(fmt, "ActivationROM")
+        check_fmt(fmt, "ActivationROM")
         if ports is not None:
-            _check_int(ports, "ports", "ActivationROM", 1)
+            check_int(ports, "ports", "ActivationROM", 1)
         if not 1 <= table.table_bits <= fmt.width:
             raise ValueError(f"ActivationROM: table_bits must be in 1..{fmt.width} for {fmt}, "
                              f"not {table.table_bits}")

@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import bits
+from .arith import check_int
 from .pipeline import reg
 
 __all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort"]
@@ -50,8 +51,7 @@ class LayerBanks(wiring.Component):
 
     def __init__(self, shape, banks, rows, copies, reads=("rd",), transparent=()):
         for name, v in (("banks", banks), ("rows", rows), ("copies", copies)):
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"LayerBanks: {name} must be a positive int, not {v!r}")
+            check_int(v, name, "LayerBanks")
         if not set(transparent) <= set(reads) or "wr" in reads:
             raise ValueError(f"LayerBanks: bad read ports {reads!r} / transparent "
                              f"{transparent!r}")
@@ -168,6 +168,10 @@ class WeightBanks(wiring.Component):
     """
 
     def __init__(self, weights, biases, width, junction, ro_rows, ro_lanes, ro_junctions):
+        if getattr(weights, "ndim", 0) != 2 or getattr(biases, "ndim", 0) != 2:
+            raise ValueError("WeightBanks: weights must be (C, z) and biases (NR, q) arrays")
+        check_int(width, "width", "WeightBanks", 2)
+        check_int(junction, "junction", "WeightBanks")
         self.C, self.z = weights.shape
         self.NR, self.q = biases.shape
         self.w_init = [[int(v) for v in weights[:, k]] for k in range(self.z)]

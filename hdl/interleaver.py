@@ -15,6 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import bits
+from .arith import check_int
 from .pipeline import reg, wrap_counter
 
 __all__ = ["Rotator", "RowsSignature", "Interleaver"]
@@ -41,8 +42,7 @@ class Rotator(wiring.Component):
     """
 
     def __init__(self, shape, z):
-        if not isinstance(z, int) or z < 1:
-            raise ValueError(f"Rotator: z must be a positive int, not {z!r}")
+        check_int(z, "z", "Rotator")
         self.z = z
         super().__init__({
             "i": In(shape).array(z),
@@ -130,6 +130,7 @@ class Interleaver(wiring.Component):
     """
 
     def __init__(self, pattern, cycle_clocks, checks=False):
+        check_int(cycle_clocks, "cycle_clocks", "Interleaver", pattern.cycle)
         self.pattern, self.cc, self.checks = pattern, cycle_clocks, checks
         self.z, self.C = pattern.z, pattern.cycle
         self.R = pattern.p // pattern.z

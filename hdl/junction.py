@@ -103,6 +103,8 @@ class Junction(wiring.Component):
 
     def __init__(self, geo, j, outputs=False, checks=False, lane=EdgeLane, neuron=NeuronUnit):
         cfg = geo.cfg
+        if not 1 <= j <= cfg.junctions:
+            raise ValueError(f"Junction: junction {j} is not in 1..{cfg.junctions}")
         self.geo, self.j, self.checks = geo, j, checks
         self.first, self.last = j == 1, j == cfg.junctions
         self.make_lane, self.make_neuron = lane, neuron

@@ -11,7 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import S_FMUL, S_SEL, S_WMUL
-from .arith import RoundMul, sat_value
+from .arith import RoundMul, check_fmt, check_int, sat_value
 from .interleaver import Rotator
 from .pipeline import delay, reg
 
@@ -63,6 +63,7 @@ class EdgeLane(wiring.Component):
     """
 
     def __init__(self, fmt, act_shape, db_shape, bp, where=None):
+        check_fmt(fmt, "EdgeLane")
         self.fmt, self.act_shape, self.db_shape, self.bp = fmt, act_shape, db_shape, bp
         self.where = where
         w = signed(fmt.width)
@@ -127,6 +128,9 @@ class BPAccumulate(wiring.Component):
     """
 
     def __init__(self, width, acc_width, z, dithered):
+        check_int(width, "width", "BPAccumulate")
+        check_int(acc_width, "acc_width", "BPAccumulate", width)
+        check_int(z, "z", "BPAccumulate")
         self.width, self.z, self.dithered = width, z, dithered
         super().__init__({
             "pb": In(signed(width)).array(z),

@@ -14,7 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import LR_BITS, S_BIAS, S_DB, S_FMUL, S_SEL, S_SUM, bits
-from .arith import ActivationROM, BiasStep, RoundMul, Saturate, sat_value
+from .arith import ActivationROM, BiasStep, RoundMul, Saturate, check_fmt, check_int, sat_value
 from .pipeline import delay, reg, tree_levels, tree_sum
 
 __all__ = ["NeuronUnit", "DeltaUnit", "OutputUnit"]
@@ -65,6 +65,12 @@ class NeuronUnit(wiring.Component):
     """
 
     def __init__(self, fmt, table, q, lanes, span, fi, derivative):
+        check_fmt(fmt, "NeuronUnit")
+        for name, v in (("q", q), ("lanes", lanes), ("span", span), ("fi", fi)):
+            check_int(v, name, "NeuronUnit")
+        if span > 1 and q != 1:
+            raise ValueError(f"NeuronUnit: multi-clock neurons (span {span}) come one per clock, "
+                             f"not q={q}")
         self.fmt, self.table, self.q, self.lanes = fmt, table, q, lanes
         self.span, self.fi, self.derivative = span, fi, derivative
         w = signed(fmt.width)
@@ -147,6 +153,14 @@ class DeltaUnit(wiring.Component):
     """
 
     def __init__(self, fmt, q, acc_banks=None, acc_width=None, da_shape=None):
+        check_fmt(fmt, "DeltaUnit")
+        check_int(q, "q", "DeltaUnit")
+        if acc_banks is not None:
+            check_int(acc_banks, "acc_banks", "DeltaUnit")
+            check_int(acc_width, "acc_width", "DeltaUnit")
+            if acc_banks % q:
+                raise ValueError(f"DeltaUnit: {acc_banks} accumulator banks do not hold q={q} "
+                                 f"neurons per block")
         self.fmt, self.q, self.acc_banks = fmt, q, acc_banks
         w = signed(fmt.width)
         members = {"k": In(LR_BITS), "b": In(w).array(q), "b_new": Out(w).array(q),
@@ -217,6 +231,9 @@ class OutputUnit(wiring.Component):
     """
 
     def __init__(self, fmt, q, rows, classes, outputs=None):
+        check_fmt(fmt, "OutputUnit")
+        for name, v in (("q", q), ("rows", rows), ("classes", classes)):
+            check_int(v, name, "OutputUnit")
         self.fmt, self.q, self.rows, self.classes, self.outputs = fmt, q, rows, classes, outputs
         w = signed(fmt.width)
         cls = range(max(classes, 2))

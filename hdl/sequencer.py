@@ -212,6 +212,8 @@ class JunctionControl(wiring.Component):
     """
 
     def __init__(self, geo, j, dithered):
+        if not 1 <= j <= geo.cfg.junctions:
+            raise ValueError(f"JunctionControl: junction {j} is not in 1..{geo.cfg.junctions}")
         self.geo, self.j, self.dithered = geo, j, dithered
         cfg = geo.cfg
         self.first, self.last = j == 1, j == cfg.junctions

@@ -64,7 +64,7 @@ def test_layer_banks_copies_and_ports():
 
 
 def test_layer_banks_rejects_bad_parameters():
-    with pytest.raises(ValueError, match="copies must be a positive int"):
+    with pytest.raises(ValueError, match="copies must be >= 1, not 0"):
         LayerBanks(signed(4), 2, 2, 0)
     with pytest.raises(ValueError, match="bad read ports"):
         LayerBanks(signed(4), 2, 2, 1, reads=("a",), transparent=("b",))

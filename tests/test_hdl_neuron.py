@@ -6,7 +6,7 @@ and ``_FixedOps.up``, the output unit against ``_FixedOps.out_delta`` and the
 golden model's argmax."""
 import numpy as np
 import pytest
-from amaranth.hdl import signed, unsigned
+from amaranth.hdl import unsigned
 from amaranth.sim import Simulator
 
 from sparse_edge.gen.geometry import (S_BIAS, S_DB, S_SEL, S_SUM, S_TREE, S_W, S_WR,
