@@ -26,7 +26,7 @@ from ..gen.geometry import K_MAX
 from ..gen.tables import ActivationTable
 
 __all__ = [
-    "check_fmt", "check_int", "sat_value", "round_shift_value", "round_shift_var", "mul_value", "round_sat",
+    "check_fmt", "check_int", "round_mul", "sat_value", "round_shift_value", "round_shift_var", "mul_value", "round_sat",
     "Saturate", "RoundMul", "BiasStep", "ActivationROM",
 ]
 
@@ -277,20 +277,27 @@ class RoundMul(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt = self.fmt
-        product = _as_signed(self.a) * _as_signed(self.b)
-        if self.stages == 0:
-            m.d.comb += self.o.eq(round_sat(product, fmt))
-            return m
-        p_reg = Signal(product.shape(), name="product")
-        m.d.sync += p_reg.eq(product)
-        result = round_sat(p_reg, fmt)
-        for n in range(1, self.stages):
-            r = Signal(signed(fmt.width), name=f"stage{n}")
-            m.d.sync += r.eq(result)
-            result = r
-        m.d.comb += self.o.eq(result)
+        m.d.comb += self.o.eq(round_mul(m, self.a, self.b, self.fmt, self.stages))
         return m
+
+
+def round_mul(m, a, b, fmt, stages, name="product"):
+    """:class:`RoundMul`'s pipeline added to module ``m`` (for a block with
+    many multipliers, e.g. an edge lane's three, without a submodule each):
+    the exact product registered (``name``), rounded and saturated, then
+    ``stages - 1`` more registers (``{name}_round{n}``).  Returns the result,
+    ``fmt.mul(a, b)`` ``stages`` clocks later."""
+    product = _as_signed(a) * _as_signed(b)
+    if stages == 0:
+        return round_sat(product, fmt)
+    p_reg = Signal(product.shape(), name=name)
+    m.d.sync += p_reg.eq(product)
+    result = round_sat(p_reg, fmt)
+    for n in range(1, stages):
+        r = Signal(signed(fmt.width), name=f"{name}_round{n}")
+        m.d.sync += r.eq(result)
+        result = r
+    return result
 
 
 class BiasStep(wiring.Component):

@@ -11,7 +11,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import S_FMUL, S_SEL, S_WMUL
-from .arith import RoundMul, check_fmt, check_int, sat_value
+from .arith import check_fmt, check_int, round_mul, sat_value
 from .interleaver import Rotator
 from .pipeline import delay, reg
 
@@ -27,8 +27,9 @@ class EdgeLane(wiring.Component):
     update ``w + dw`` is written back in the clock the read returns (``S_W``).
     The same (pre-update) weight is the operand of the FF product ``a * w``
     and the BP product ``w * d``.  Every multiplier has registered operands
-    and a registered exact product (:class:`~.arith.RoundMul` with two
-    stages).
+    and a registered exact product (:func:`~.arith.round_mul` with two stages:
+    :class:`~.arith.RoundMul`'s pipeline, inline, so that a junction of 128
+    lanes does not elaborate 384 multiplier modules).
 
     Parameters
     ----------
@@ -75,21 +76,19 @@ class EdgeLane(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        fmt, w = self.fmt, signed(self.fmt.width)
+        fmt = self.fmt
         # UP: dw = mul(db, a_up): operands registered at S_WMUL, exact product
         # at S_DW, rounded at S_W
-        m.submodules.up = up = RoundMul(fmt, 2, self.db_shape, self.act_shape)
-        m.d.comb += [up.a.eq(reg(m, self.db, "db_lane")),
-                     up.b.eq(delay(m, self.a_up, S_WMUL - S_SEL, "a_up"))]
-        m.d.comb += self.w_new.eq(self.weight_update(self.w, up.o))
+        dw = round_mul(m, reg(m, self.db, "db_lane"),
+                       delay(m, self.a_up, S_WMUL - S_SEL, "a_up"), fmt, 2, "up_prod")
+        m.d.comb += self.w_new.eq(self.weight_update(self.w, dw))
         # the weight read registered as the operand of both products (S_FMUL)
         w_op = reg(m, self.w, "w_op")
-        m.submodules.ff = ff = RoundMul(fmt, 2, self.act_shape, w)
-        m.d.comb += [ff.a.eq(delay(m, self.a_ff, S_FMUL - S_SEL, "a_ff")), ff.b.eq(w_op),
-                     self.pf.eq(ff.o)]
+        a_ff = delay(m, self.a_ff, S_FMUL - S_SEL, "a_ff")
+        m.d.comb += self.pf.eq(round_mul(m, a_ff, w_op, fmt, 2, "ff_prod"))
         if self.bp:
-            m.submodules.bp = bp = RoundMul(fmt, 2, w, w)
-            m.d.comb += [bp.a.eq(w_op), bp.b.eq(reg(m, self.d, "d_lane")), self.pb.eq(bp.o)]
+            d = reg(m, self.d, "d_lane")
+            m.d.comb += self.pb.eq(round_mul(m, w_op, d, fmt, 2, "bp_prod"))
         return m
 
     def weight_update(self, w, dw):
