@@ -479,6 +479,48 @@ def cmd_simulate(args):
     return status
 
 
+# -- sweep (accuracy and cost over many networks, on an executor) --------------------------
+def _executor(args):
+    """The executor of ``--executor`` / ``--workers`` / ``--scheduler`` (shared by
+    sweep and explore)."""
+    from .executors import ExecutorError, make_executor  # deferred: only sweep/explore run jobs
+    try:
+        return make_executor(args.executor, args.workers, args.scheduler)
+    except ExecutorError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_sweep(args):
+    from .errors import SparseEdgeError
+    from .sweep import format_table, load_spec, run_sweep  # deferred: heavy (golden model, hdl)
+    try:
+        spec = load_spec(args.spec)
+        spec = spec.with_options(dataset=args.data, epochs=args.epochs, samples=args.samples,
+                                 test_samples=args.test_samples,
+                                 targets=args.target or None, synth=True if args.synth else None)
+    except SparseEdgeError as e:
+        raise UserError(str(e)) from None
+    out = args.out or f"out/sweep/{spec.name}"
+    try:
+        with _executor(args) as ex:
+            run = run_sweep(spec, ex, out, quiet=args.quiet)
+    except SparseEdgeError as e:
+        raise UserError(str(e)) from None
+    target = spec.options["targets"][0]
+    print(format_table(run.rows, target))
+    best = run.summary
+    if "best_accuracy" in best:
+        b, q = best["best_accuracy"], best["best_accuracy_per_lut"]
+        print(f"best accuracy that fits {target}: {100 * b['test_acc']:.2f}% ({b['label']}, "
+              f"{b['lut']:,} LUT); best accuracy per LUT: {100 * q['test_acc']:.2f}% "
+              f"({q['label']}, {q['lut']:,} LUT)")
+    print(f"{run.ran} point(s) run, {run.reused} read back, {run.failed} failed, "
+          f"{run.illegal} illegal in {run.seconds:.1f} s on {run.executor}")
+    print(f"wrote {Path(out) / 'sweep.csv'}, sweep.json and sweep.png (points in "
+          f"{Path(out) / 'points'})")
+    return 1 if run.failed else 0
+
+
 # -- entry point ----------------------------------------------------------------
 def build_parser():
     ap = argparse.ArgumentParser(prog="sparse-edge", description=__doc__.splitlines()[0])
@@ -579,6 +621,28 @@ def build_parser():
     p.add_argument("--keep", action="store_true", help="keep the simulation's input/output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or build messages")
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("sweep", help="accuracy and cost of many networks (grid or list in a "
+                                     "spec TOML) on local workers or a Dask cluster")
+    p.add_argument("spec", help="sweep spec TOML (e.g. configs/sweep-small.toml)")
+    p.add_argument("--executor", choices=("auto", "inline", "local", "dask"), default="auto",
+                   help="where the points run (auto: dask when installed, else local)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)")
+    p.add_argument("--workers", "-j", type=int, metavar="N",
+                   help="local worker processes (default: CPU count)")
+    p.add_argument("--out", help="results folder, also read back to resume "
+                                 "(default: out/sweep/NAME)")
+    p.add_argument("--data", help="dataset (overrides options.dataset)")
+    p.add_argument("--epochs", type=int, help="training epochs per point (0: estimate only)")
+    p.add_argument("--samples", type=int, help="first N training samples")
+    p.add_argument("--test-samples", type=int, help="first N test samples")
+    p.add_argument("--target", "-t", action="append", metavar="T",
+                   help=f"FPGA (repeatable; the first decides fit): {targets}")
+    p.add_argument("--synth", action="store_true",
+                   help="also synthesize each point on the targets its estimate fits")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
     return ap
 
 

@@ -114,7 +114,7 @@ class JobBar:
         if self._bar is not None:
             self._bar.set_postfix_str(f"failed={self.failed} running={self.running}"
                                       + (f" retried={self.retried}" if self.retried else ""),
-                                      refresh=True)
+                                      refresh=False)
 
     def started(self):
         self.running += 1

@@ -608,6 +608,8 @@ class SweepRun:
     illegal: int
     seconds: float
     executor: str
+    rows: list = field(default_factory=list)     # the table (set by write_table)
+    summary: dict = field(default_factory=dict)
 
 
 def run_sweep(spec, executor, out, job_fn=run_point, quiet=False, log=print):
@@ -802,6 +804,7 @@ def write_table(spec, run, out):
            "pareto": fronts, "summary": summary(run.points, target),
            "points": [dict(row=r, result=p.result) for r, p in zip(rows, run.points)],
            "versions": _versions()}
+    run.rows, run.summary = rows, doc["summary"]
     write_json(out / "sweep.json", doc)
     if spec.text:
         write_text(out / "spec.toml", spec.text)
