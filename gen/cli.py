@@ -346,19 +346,23 @@ def cmd_synth(args):
 
 
 def cmd_explore(args):
-    from .explore import ProcessExecutor, explore, format_points
+    from .explore import explore, format_points
     from .synth import SynthError, SynthOptions
     cfg = _hw_config(args)
     t = _hw_target(args.target)
     if args.synth is not None and args.synth < 0:
         raise UserError(f"--synth must be >= 0, not {args.synth}")
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed)
+    executor = _executor(args) if args.synth else None
     try:
         points, front = explore(cfg, t, args.schedule, args.freq, synth=args.synth or 0,
-                                executor=ProcessExecutor(args.jobs) if args.synth else None,
-                                build_root=args.build_dir, options=opts, quiet=args.quiet)
+                                executor=executor, build_root=args.build_dir, options=opts,
+                                quiet=args.quiet)
     except SynthError as e:
         raise UserError(str(e)) from None
+    finally:
+        if executor is not None:
+            executor.close()
     print(f"network {cfg.name}: {'-'.join(map(str, cfg.layers))}, fo={list(cfg.fanout)}, "
           f"{cfg.fmt}; {len(points)} legal C")
     print(format_points(points, t))
@@ -597,7 +601,12 @@ def build_parser():
     p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     p.add_argument("--freq", type=float, help="clock (MHz) for samples/s and nextpnr")
     p.add_argument("--synth", type=int, metavar="K", help="synthesize the K most promising points")
-    p.add_argument("--jobs", "-j", type=int, help="parallel synthesis workers (default: cores)")
+    p.add_argument("--jobs", "-j", "--workers", dest="workers", type=int,
+                   help="parallel synthesis workers (default: cores)")
+    p.add_argument("--executor", choices=("auto", "inline", "local", "dask"), default="local",
+                   help="where the synthesis jobs run (default: local worker processes)")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="a running Dask scheduler, tcp://HOST:PORT (with --executor dask)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--build-dir", default="build/synth")
     p.add_argument("--out", help="directory for explore.json and explore.txt")
@@ -630,7 +639,7 @@ def build_parser():
     p.add_argument("--scheduler", metavar="ADDR",
                    help="a running Dask scheduler, tcp://HOST:PORT (default: a local cluster)")
     p.add_argument("--workers", "-j", type=int, metavar="N",
-                   help="local worker processes (default: CPU count)")
+                   help="worker processes of the local pool or cluster (default: CPU count)")
     p.add_argument("--out", help="results folder, also read back to resume "
                                  "(default: out/sweep/NAME)")
     p.add_argument("--data", help="dataset (overrides options.dataset)")

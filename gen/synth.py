@@ -446,7 +446,8 @@ def _source_digest():
 
 
 #: gen/ modules that cannot change the emitted Verilog.
-_NOT_HARDWARE = {"estimate.py", "explore.py", "cli.py", "datasets.py", "__init__.py"}
+_NOT_HARDWARE = {"estimate.py", "explore.py", "cli.py", "datasets.py", "__init__.py",
+                 "executors.py", "sweep.py"}
 
 
 def _pkg_version(name):

@@ -336,3 +336,26 @@ def test_sweep_cli_writes_table_and_picture(tmp_path, capsys):
     assert main(["sweep", str(bad), "--out", str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "did you mean 'layers'" in err
+
+
+def test_explore_reports_a_failed_synthesis_job(monkeypatch):
+    """explore --synth goes through the same executors: a synthesis job that
+    raises is retried once and reported with its error, not a crash."""
+    from sparse_edge.gen import explore as explore_mod
+    from sparse_edge.gen.config import load_config
+
+    calls = []
+
+    def broken(job):
+        calls.append(job.label)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(explore_mod, "run_synth_job", broken)
+    from sparse_edge.gen import synth as synth_mod
+    monkeypatch.setattr(synth_mod, "check_tools", lambda t: None)   # no tool runs here
+    points, _ = explore_mod.explore(load_config(DEMO), "ecp5-25f", synth=1,
+                                    executor=InlineExecutor(), quiet=True, log=lambda m: None)
+    done = [p for p in points if p.synth]
+    assert len(done) == 1 and len(calls) == 2
+    assert done[0].synth["status"] == "failed"
+    assert done[0].to_dict()["synth"]["message"] == "OSError: disk full"
