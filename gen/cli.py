@@ -242,7 +242,7 @@ def cmd_generate(args):
         raise UserError(str(e)) from None
     try:
         generate(cfg, args.out, args.schedule, name=args.name)
-    except ToolError as e:
+    except (ToolError, ConfigError) as e:
         raise UserError(str(e)) from None
     print((Path(args.out) / "summary.txt").read_text(), end="")
     return 0
@@ -254,7 +254,7 @@ def _hw_config(args):
     try:
         cfg = load_config(args.config)
         if getattr(args, "cycle", None) is not None and args.cycle != cfg.cycle:
-            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}-c{args.cycle}")
+            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}_c{args.cycle}")
     except ConfigError as e:
         raise UserError(str(e)) from None
     return cfg

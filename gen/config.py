@@ -36,6 +36,7 @@ Every rule of SPEC section 2 is checked here; a broken rule raises
 """
 
 import difflib
+import re
 import hashlib
 import json
 import math
@@ -45,10 +46,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SparseEdgeError
 from .fixedpoint import MAX_WIDTH, MIN_FRAC_BITS, QFormat
 from .interleaver import KINDS, duplicate_message, make_pattern, straddle_duplicate
 
-__all__ = ["ConfigError", "NetworkConfig", "load_config", "parse_config", "legal_cycles",
+__all__ = ["ConfigError", "check_identifier", "NetworkConfig", "load_config", "parse_config", "legal_cycles",
            "SCHEDULES", "NO_UPDATE"]
 
 SCHEDULES = ("reference", "fast", "sequential")
@@ -83,8 +85,49 @@ _SCHEMA = {
 _REQUIRED = {"": ("layers", "fanout"), "format": ("int_bits", "frac_bits")}
 
 
-class ConfigError(ValueError):
+class ConfigError(SparseEdgeError, ValueError):
     """An illegal network configuration; the message names the broken rule."""
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Longest name accepted (a config's name, a top module's name).
+MAX_NAME = 64
+# Verilog-2005 keywords (a top module cannot be called one of these)
+_VERILOG_KEYWORDS = frozenset("""
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
+deassign default defparam design disable edge else end endcase endconfig endfunction
+endgenerate endmodule endprimitive endspecify endtable endtask event for force forever fork
+function generate genvar highz0 highz1 if ifnone incdir include initial inout input instance
+integer join large liblist library localparam macromodule medium module nand negedge nmos nor
+noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
+pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat
+rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small specify specparam
+strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand
+trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+""".split())
+
+
+def check_identifier(name, what="name"):
+    """``name`` if it is a plain Verilog identifier (letters, digits and
+    ``_``, not starting with a digit, at most ``MAX_NAME`` characters, not a
+    keyword), else :class:`ConfigError`.  Names become module names and parts
+    of file names, so nothing else is accepted (no path can be built from a
+    name that escapes its folder)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{what} must be a string, not {_short(name)}")
+    if not _IDENTIFIER.fullmatch(name) or len(name) > MAX_NAME:
+        raise ConfigError(f"{what} {_short(name)} is not a Verilog identifier: use letters, "
+                          f"digits and '_', not starting with a digit, at most {MAX_NAME} "
+                          f"characters (e.g. {_suggest(name)!r})")
+    if name in _VERILOG_KEYWORDS:
+        raise ConfigError(f"{what} {name!r} is a Verilog keyword; choose another name "
+                          f"(e.g. {name + '_top'!r})")
+    return name
+
+
+def _suggest(name):
+    s = re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_")[:MAX_NAME] or "network"
+    return s if not s[0].isdigit() else f"n{s}"[:MAX_NAME]
 
 
 def _divisors(x):
@@ -459,9 +502,10 @@ def parse_config(raw, source=None):
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
-    name = raw.get("name", Path(source).stem if source else "network")
-    if not isinstance(name, str):
-        raise ConfigError(f"name must be a string, not {name!r}")
+    if "name" in raw:
+        name = check_identifier(raw["name"], "name")
+    else:   # from the file name, made an identifier
+        name = _suggest(Path(source).stem) if source else "network"
     return NetworkConfig(name, layers, fanout, cycle, fmt, table_bits, kind, il_seed,
                          init_seed, init_file, inputs, classes, epochs, eta, shuffle_seed,
                          schedule, source=str(source) if source else None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import initial_parameters
+from .config import check_identifier, initial_parameters
 from .interleaver import save_patterns
 
 __all__ = ["ToolError", "ensure_yosys", "emit", "generate"]
@@ -63,6 +63,7 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
     and ``summary.txt``.  Returns the summary dict.
     """
     from ..hdl.network import Network, WRITE_LATENCY
+    check_identifier(name, "top module name (--name)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net = Network(cfg, schedule)

@@ -205,3 +205,21 @@ def test_idx_header_with_huge_dims_quotes_exact_size(tmp_path):
         tracemalloc.stop()
     assert f"{big ** 3:,} bytes" in str(e.value)
     assert peak < 50e6
+
+
+# -- names used as paths (item 4) ---------------------------------------------------
+@pytest.mark.parametrize("name", ["../escaped", "", "my top", "module", "9lives", "a/b"])
+def test_generate_name_must_be_identifier(tmp_path, capsys, name):
+    rc = main(["generate", str(ROOT / "configs" / "demo.toml"), "-o", str(tmp_path / "o"),
+               "--name", name])
+    _one_line_error(rc, capsys.readouterr().err, "--name")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "escaped.v").exists()
+
+
+@pytest.mark.parametrize("name", ["../../evil", "my net", "", "x" * 65])
+def test_config_name_must_be_identifier(tmp_path, capsys, name):
+    p = tmp_path / "c.toml"
+    p.write_text((ROOT / "configs" / "demo.toml").read_text().replace(
+        'name = "demo"', f"name = {json.dumps(name)}"))
+    rc, _, err, *_ = _check(p, capsys)
+    _one_line_error(rc, err, "not a Verilog identifier")
