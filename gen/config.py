@@ -107,19 +107,19 @@ trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xn
 """.split())
 
 
-def check_identifier(name, what="name"):
+def check_identifier(name, what="name", module=False):
     """``name`` if it is a plain Verilog identifier (letters, digits and
-    ``_``, not starting with a digit, at most ``MAX_NAME`` characters, not a
-    keyword), else :class:`ConfigError`.  Names become module names and parts
-    of file names, so nothing else is accepted (no path can be built from a
-    name that escapes its folder)."""
+    ``_``, not starting with a digit, at most ``MAX_NAME`` characters; for a
+    ``module`` name also not a keyword), else :class:`ConfigError`.  Names
+    become module names and parts of file names, so nothing else is accepted
+    (no path can be built from a name that escapes its folder)."""
     if not isinstance(name, str):
         raise ConfigError(f"{what} must be a string, not {_short(name)}")
     if not _IDENTIFIER.fullmatch(name) or len(name) > MAX_NAME:
         raise ConfigError(f"{what} {_short(name)} is not a Verilog identifier: use letters, "
                           f"digits and '_', not starting with a digit, at most {MAX_NAME} "
                           f"characters (e.g. {_suggest(name)!r})")
-    if name in _VERILOG_KEYWORDS:
+    if module and name in _VERILOG_KEYWORDS:
         raise ConfigError(f"{what} {name!r} is a Verilog keyword; choose another name "
                           f"(e.g. {name + '_top'!r})")
     return name

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SparseEdgeError
+
 __all__ = ["DatasetError", "Dataset", "load_dataset", "check_compatible", "padded_inputs",
            "default_mnist_path", "MNIST_ENV", "DIGITS_TRAIN"]
 
@@ -59,7 +61,7 @@ _ACCEPTED = (
     "(each plain or .gz)")
 
 
-class DatasetError(ValueError):
+class DatasetError(SparseEdgeError, ValueError):
     """A dataset that cannot be used; the message says what is wrong and what to do."""
 
 
@@ -218,7 +220,7 @@ def _checked_images(a, where, key):
     _check_pixels(a, f"{where}: {key}")
     if any(d == 0 for d in a.shape[1:]):
         raise DatasetError(f"{where}: {key} has empty images (shape {a.shape})")
-    return a.reshape(len(a), -1).astype(np.uint8), tuple(a.shape[1:])
+    return a.reshape(len(a), math.prod(a.shape[1:])).astype(np.uint8), tuple(a.shape[1:])
 
 
 def _checked_labels(a, where, key):

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import output
+
 __all__ = ["KINDS", "JunctionPattern", "PatternError", "duplicate_message", "make_pattern",
            "straddle_duplicate"]
 
@@ -231,4 +233,4 @@ def save_patterns(path, patterns):
         arrays[f"row_addr{i}"] = pat.row_addr
         arrays[f"bank{i}"] = pat.bank
         arrays[f"dither{i}"] = pat.dither
-    np.savez(path, **arrays)
+    output.save_npz(path, **arrays)

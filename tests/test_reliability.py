@@ -223,3 +223,190 @@ def test_config_name_must_be_identifier(tmp_path, capsys, name):
         'name = "demo"', f"name = {json.dumps(name)}"))
     rc, _, err, *_ = _check(p, capsys)
     _one_line_error(rc, err, "not a Verilog identifier")
+
+
+# -- no traceback (item 2) and options validated (item 5) ----------------------------
+DEMO = ROOT / "configs" / "demo.toml"
+
+
+def _rc_err(capsys, *argv):
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def _blocked(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("")
+    return f
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["estimate", DEMO, "-t", "ecp5-25f", "--json", "{blocked}/e.json"], ["is a file"]),
+    (["explore", DEMO, "-t", "ecp5-25f", "--json", "{blocked}/e.json"], ["is a file"]),
+    (["explore", DEMO, "-t", "ecp5-25f", "--out", "{blocked}/x"], ["is a file"]),
+    (["synth", DEMO, "-t", "ecp5-25f", "--out", "{blocked}/x"], ["is a file"]),
+    (["synth", DEMO, "-t", "ecp5-25f", "--json", "{blocked}/x.json"], ["is a file"]),
+    (["generate", DEMO, "-o", "{blocked}"], ["not a folder"]),
+    (["generate", DEMO, "-o", "{blocked}/sub"], ["is a file"]),
+    (["estimate", DEMO, "-t", "ecp5-25f", "--freq", "-10"], ["--freq must be > 0"]),
+    (["estimate", DEMO, "-t", "ecp5-25f", "--freq", "0"], ["--freq must be > 0"]),
+    (["estimate", DEMO, "-t", "ecp5-25f", "--freq", "nan"], ["--freq must be a finite"]),
+    (["estimate", DEMO, "-t", "ecp5-25f", "--freq", "inf"], ["--freq must be a finite"]),
+    (["estimate", DEMO, "-t", "ecp5-25f", "--max-dsp", "-3"], ["--max-dsp must be >= 0"]),
+    (["synth", DEMO, "-t", "ecp5-25f", "--max-dsp", "-3"], ["--max-dsp must be >= 0"]),
+    (["explore", DEMO, "-t", "ecp5-25f", "--synth", "-1"], ["--synth must be >= 0"]),
+])
+def test_bad_outputs_and_options_are_one_line_errors(tmp_path, capsys, argv, words):
+    blocked = _blocked(tmp_path)
+    rc, err = _rc_err(capsys, *[str(a).format(blocked=blocked) for a in argv])
+    _one_line_error(rc, err, *words)
+    assert blocked.read_text() == ""
+
+
+def test_train_unwritable_out_is_found_before_training(tmp_path, capsys):
+    blocked = _blocked(tmp_path)
+    rc = main(["train", str(DEMO), "--data", "digits", "--out", str(blocked / "o"), "-q"])
+    out, err = capsys.readouterr()
+    _one_line_error(rc, err, "cannot write the results", "is a file")
+    assert "epoch" not in out                         # no training was run
+
+
+def test_missing_init_file(tmp_path, capsys):
+    p = tmp_path / "c.toml"
+    p.write_text(DEMO.read_text().replace("[init]", '[init]\nfile = "nope.npz"'))
+    for argv in (["train", p, "--data", "digits", "-q"], ["generate", p, "-o", tmp_path / "g"]):
+        rc, err = _rc_err(capsys, *argv)
+        _one_line_error(rc, err, "nope.npz", "does not exist")
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_empty_split(tmp_path, capsys, split):
+    rng = np.random.default_rng(0)
+    full = {"x": rng.integers(0, 255, (20, 8, 8), dtype=np.uint8), "y": rng.integers(0, 10, 20)}
+    empty = {"x": np.zeros((0, 8, 8), np.uint8), "y": np.zeros(0, np.int64)}
+    parts = {"train": empty if split == "train" else full, "test": empty if split == "test"
+             else full}
+    np.savez(tmp_path / "d.npz", **{f"{k}_{s}": v[k] for s, v in parts.items() for k in "xy"})
+    rc, err = _rc_err(capsys, "train", DEMO, "--data", tmp_path / "d.npz", "-q")
+    _one_line_error(rc, err, "empty test split" if split == "test" else "holds no images")
+
+
+def test_unexpected_exception_is_reported_as_a_bug_with_a_log(tmp_path, capsys, monkeypatch):
+    from sparse_edge.gen import cli
+    monkeypatch.setenv("SPARSE_EDGE_CACHE", str(tmp_path / "cache"))
+
+    def broken(args):
+        raise ZeroDivisionError("planted")
+
+    monkeypatch.setattr(cli, "cmd_check", broken)
+    rc, err = _rc_err(capsys, "check", DEMO)
+    _one_line_error(rc, err, "bug", "ZeroDivisionError: planted")
+    log = Path(err.split("traceback is in ")[1].split(";")[0])
+    assert log.parent == tmp_path / "cache" / "crash"
+    assert "Traceback" in log.read_text() and "planted" in log.read_text()
+
+
+def test_train_without_numba_cache_location_warns_and_runs(tmp_path):
+    import subprocess
+    import sys
+    code = ("import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
+            "import sys; from sparse_edge.gen.cli import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    r = subprocess.run([sys.executable, "-c", code, "train", str(DEMO), "--data", "digits",
+                        "--epochs", "1", "--samples", "40", "--test-samples", "10", "-q"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "epoch   1" in r.stdout
+    assert r.stderr.count("numba cannot cache") == 1 and "Traceback" not in r.stderr
+
+
+# -- atomic results (item 1): each write fails in turn ------------------------------------
+def _train_result(folder):
+    """The run a train folder holds, checked for completeness: its samples count."""
+    from sparse_edge.gen import output
+    assert output.verify(folder, "train") == []
+    r = json.loads((folder / "result.json").read_text())
+    with np.load(folder / "golden.npz") as g:
+        assert len(g["predictions"]) == r["test_samples"]
+        assert str(g["config"]) .startswith("name = ")
+    return r["train_samples"]
+
+
+def _count_writes(monkeypatch, fail_at):
+    from sparse_edge.gen import output
+    calls = [0]
+    real = output.write_bytes
+
+    def writer(path, data):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            raise OSError(28, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(output, "write_bytes", writer)
+    return calls
+
+
+def test_train_out_survives_a_failure_at_every_write(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    base = ["train", DEMO, "--data", "digits", "--epochs", "1", "--test-samples", "30", "-q",
+            "--out", out]
+    assert main([str(a) for a in base + ["--samples", "40", "--plot"]]) == 0
+    assert _train_result(out) == 40 and (out / "accuracy.png").exists()
+    calls = _count_writes(monkeypatch, fail_at=0)
+    assert main([str(a) for a in base + ["--samples", "50"]]) == 0
+    writes = calls[0]
+    assert writes >= 3 and _train_result(out) == 50
+    assert not (out / "accuracy.png").exists()          # stale plot of the earlier run gone
+    for k in range(1, writes + 1):
+        _count_writes(monkeypatch, fail_at=k)
+        rc = main([str(a) for a in base + ["--samples", str(60 + k)]])
+        assert rc == 2 and "No space left" in capsys.readouterr().err
+        assert _train_result(out) == 50                   # the complete old result
+    monkeypatch.undo()
+    assert main([str(a) for a in base + ["--samples", "70"]]) == 0
+    assert _train_result(out) == 70
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]      # nothing left behind
+
+
+def _generated(folder):
+    from sparse_edge.gen import output
+    assert output.verify(folder, "generate") == []
+    s = json.loads((folder / "summary.json").read_text())
+    assert (folder / f"{s['name']}.v").read_text().count("endmodule") >= 1
+    return s["config"]["layers"], sorted(p.name for p in (folder / "init").iterdir())
+
+
+def test_generate_out_survives_a_failure_at_every_write(tmp_path, capsys, monkeypatch):
+    small = tmp_path / "small.toml"
+    small.write_text('name = "small"\nlayers = [16, 8, 4]\nfanout = [2, 2]\ncycle = 16\n'
+                     '[format]\nint_bits = 2\nfrac_bits = 7\n[data]\nclasses = 4\n')
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(small.read_text().replace('"small"', '"tiny"').replace("cycle = 16",
+                                                                              "cycle = 8"))
+    from sparse_edge.gen import flow
+    memo, real_emit = {}, flow.emit
+
+    def emit(net, name):     # the same Verilog every time: emit once per network
+        key = (net.cfg.digest(), name)
+        if key not in memo:
+            memo[key] = real_emit(net, name)
+        return memo[key]
+
+    monkeypatch.setattr(flow, "emit", emit)
+    out = tmp_path / "rtl"
+    assert main(["generate", str(small), "-o", str(out)]) == 0
+    old = _generated(out)
+    calls = _count_writes(monkeypatch, fail_at=0)
+    assert main(["generate", str(tiny), "-o", str(tmp_path / "probe")]) == 0
+    writes = calls[0]
+    new = _generated(tmp_path / "probe")
+    assert new != old and writes > 10
+    for k in range(1, writes + 1):
+        _count_writes(monkeypatch, fail_at=k)
+        assert main(["generate", str(tiny), "-o", str(out)]) == 2
+        assert "No space left" in capsys.readouterr().err
+        assert _generated(out) == old
+    monkeypatch.undo()
+    assert main(["generate", str(tiny), "-o", str(out)]) == 0
+    assert _generated(out) == new                     # no stale init/*.hex of the old network
