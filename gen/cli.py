@@ -7,20 +7,25 @@ with a one-line ``error: ...`` and exit status 2, never a traceback.
 
 import argparse
 import json
+import math
 import os
 import platform
 import sys
+import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
+from . import output
 from .config import NO_UPDATE, ConfigError, legal_cycles, load_config
+from .errors import OutputError, SparseEdgeError
 
 __all__ = ["main"]
 
 
-class UserError(Exception):
+class UserError(SparseEdgeError):
     """A problem with the user's input, reported as one line."""
 
 
@@ -140,6 +145,10 @@ def cmd_train(args):
     _check_sample_counts(args, minimum=1)
     if args.plot and not args.out:
         raise UserError("--plot writes accuracy.png into the --out directory: give --out DIR")
+    try:
+        _check_outputs(out_dir=args.out, json_file=args.json)
+    except OutputError as e:
+        raise UserError(f"cannot write the results: {e}") from None
     ds, x_train, y_train, x_test, y_test = _sample_split(cfg, args)
     if len(x_test) == 0:
         raise UserError(f"dataset {ds.name!r} has an empty test split: nothing to evaluate")
@@ -190,24 +199,38 @@ def cmd_train(args):
         "epochs": epochs, "final_test_accuracy": epochs[-1]["test_accuracy"],
         "versions": _versions(),
     }
-    try:
-        _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result)
-    except OSError as e:
-        raise UserError(f"cannot write the results: {e}") from None
+    _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result)
     return 0
 
 
+#: What ``train --out`` writes (a previous run's files of these names are replaced).
+TRAIN_FILES = ("result.json", "golden.npz", "accuracy.png")
+
+
+def _check_outputs(out_dir=None, json_file=None):
+    """Check output locations before the long work that fills them."""
+    if out_dir:
+        output.check_dir(out_dir)
+    if json_file:
+        output.check_file(json_file)
+
+
 def _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result):
+    """``--out``: result.json, golden.npz and accuracy.png published together
+    (a failure leaves the previous run's folder as it was); ``--json``."""
     if args.out:
+        with output.publish(args.out, "train", owned=TRAIN_FILES) as tmp:
+            output.write_json(tmp / "result.json", result)
+            model.save(tmp / "golden.npz", rt, y_test, np.full(len(y_test), NO_UPDATE),
+                       schedule)
+            if args.plot:
+                _plot(epochs, tmp / "accuracy.png", f"{cfg.name} ({args.mode}, "
+                                                     f"{schedule.name})")
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        model.save(out / "golden.npz", rt, y_test, np.full(len(y_test), NO_UPDATE), schedule)
-        print(f"wrote {out / 'result.json'} and {out / 'golden.npz'}")
-        if args.plot:
-            _plot(epochs, out / "accuracy.png", f"{cfg.name} ({args.mode}, {schedule.name})")
+        print(f"wrote {out / 'result.json'} and {out / 'golden.npz'}"
+              + (f"\nwrote {out / 'accuracy.png'}" if args.plot else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        output.write_json(args.json, result)
 
 
 def _plot(epochs, path, title):
@@ -230,7 +253,6 @@ def _plot(epochs, path, title):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    print(f"wrote {path}")
 
 
 # -- generate ---------------------------------------------------------------------
@@ -240,10 +262,7 @@ def cmd_generate(args):
         cfg = load_config(args.config)
     except ConfigError as e:
         raise UserError(str(e)) from None
-    try:
-        generate(cfg, args.out, args.schedule, name=args.name)
-    except ToolError as e:
-        raise UserError(str(e)) from None
+    generate(cfg, args.out, args.schedule, name=args.name)
     print((Path(args.out) / "summary.txt").read_text(), end="")
     return 0
 
@@ -254,7 +273,7 @@ def _hw_config(args):
     try:
         cfg = load_config(args.config)
         if getattr(args, "cycle", None) is not None and args.cycle != cfg.cycle:
-            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}-c{args.cycle}")
+            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}_c{args.cycle}")
     except ConfigError as e:
         raise UserError(str(e)) from None
     return cfg
@@ -272,6 +291,7 @@ def cmd_estimate(args):
     from .estimate import estimate
     cfg = _hw_config(args)
     t = _hw_target(args.target)
+    _check_outputs(json_file=args.json)
     t0 = time.perf_counter()
     e = estimate(cfg, t, args.schedule, args.freq, max_dsp=args.max_dsp)
     dt = time.perf_counter() - t0
@@ -307,7 +327,7 @@ def cmd_estimate(args):
     else:
         print(f"estimate: fits ({100 * e.utilization:.0f}% of the fullest resource)")
     if args.json:
-        Path(args.json).write_text(json.dumps(e.to_dict(), indent=2) + "\n")
+        output.write_json(args.json, e.to_dict())
     if not args.quiet:
         print(f"({dt * 1000:.0f} ms)")
     return 0
@@ -321,6 +341,7 @@ def cmd_synth(args):
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
                         max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
                         pnr=not args.no_pnr, global_enable=not args.no_global_enable)
+    _check_outputs(out_dir=args.out, json_file=args.json)
     prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
     try:
         rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
@@ -335,13 +356,13 @@ def cmd_synth(args):
     bdir = Path(rep["build_dir"])
     print(f"report: {bdir / 'report.json'} (logs beside it)")
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("report.json", "summary.txt"):
-            (out / name).write_bytes((bdir / name).read_bytes())
-        print(f"copied report.json and summary.txt to {out}")
+        files = ("report.json", "summary.txt")
+        with output.publish(args.out, "synth", owned=files) as tmp:
+            for name in files:
+                output.write_bytes(tmp / name, (bdir / name).read_bytes())
+        print(f"copied report.json and summary.txt to {args.out}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+        output.write_json(args.json, rep)
     return 0
 
 
@@ -353,6 +374,7 @@ def cmd_explore(args):
     if args.synth is not None and args.synth < 0:
         raise UserError(f"--synth must be >= 0, not {args.synth}")
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed)
+    _check_outputs(out_dir=args.out, json_file=args.json)
     executor = _executor(args) if args.synth else None
     try:
         points, front = explore(cfg, t, args.schedule, args.freq, synth=args.synth or 0,
@@ -374,13 +396,13 @@ def cmd_explore(args):
               "schedule": args.schedule, "points": [p.to_dict() for p in points],
               "pareto": [p.cycle for p in front], "versions": _versions()}
     if args.out:
+        with output.publish(args.out, "explore", owned=("explore.json", "explore.txt")) as tmp:
+            output.write_json(tmp / "explore.json", result)
+            output.write_text(tmp / "explore.txt", format_points(points, t) + "\n")
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "explore.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "explore.txt").write_text(format_points(points, t) + "\n")
         print(f"wrote {out / 'explore.json'} and {out / 'explore.txt'}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        output.write_json(args.json, result)
     failed = [p for p in points if p.synth and p.synth["status"] not in ("ok",)]
     return 1 if failed and len(failed) == sum(1 for p in points if p.synth) else 0
 
@@ -401,6 +423,7 @@ def cmd_simulate(args):
     ds, x_train, y_train, x_test, y_test = _sample_split(cfg, args)
     if len(x_train) + len(x_test) == 0:
         raise UserError("no samples to simulate")
+    _check_outputs(json_file=args.json)
     net = Network(cfg, schedule)
     images = np.concatenate([x_train, x_test])
     labels = np.concatenate([y_train, y_test])
@@ -476,10 +499,7 @@ def cmd_simulate(args):
                            "mismatches": rep.counts, "first": [str(m) for m in rep.first]}
         status = 0 if rep.ok else 1
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as e:
-            raise UserError(f"cannot write {args.json}: {e}") from None
+        output.write_json(args.json, result)
     return status
 
 
@@ -526,8 +546,34 @@ def cmd_sweep(args):
 
 
 # -- entry point ----------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line ``error:`` (exit status 2) for bad options."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+#: Bounds of numeric options, checked before any work: (lowest, open bound?).
+_BOUNDS = {"freq": (0, True), "max_dsp": (0, False), "jobs": (1, False), "synth": (0, False),
+           "cycle": (1, False), "seed": (0, False)}
+
+
+def _check_options(args):
+    """Numeric options in range and finite (``--freq 0``, ``nan`` or ``-10`` is
+    a one-line error, not a silent default or nonsense)."""
+    for name, (lo, open_) in _BOUNDS.items():
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        opt = "--" + name.replace("_", "-")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{opt} must be a finite number, not {v}")
+        if v < lo or (open_ and v == lo):
+            raise UserError(f"{opt} must be {'>' if open_ else '>='} {lo}, not {v:g}")
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(prog="sparse-edge", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="sparse-edge", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("check", help="validate a config and print its derived figures")
@@ -600,7 +646,8 @@ def build_parser():
     p.add_argument("--target", "-t", required=True, help=f"FPGA: {targets}")
     p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     p.add_argument("--freq", type=float, help="clock (MHz) for samples/s and nextpnr")
-    p.add_argument("--synth", type=int, metavar="K", help="synthesize the K most promising points")
+    p.add_argument("--synth", type=int, metavar="K",
+                   help="synthesize the K most promising points")
     p.add_argument("--jobs", "-j", "--workers", dest="workers", type=int,
                    help="parallel synthesis workers (default: cores)")
     p.add_argument("--executor", choices=("auto", "inline", "local", "dask"), default="local",
@@ -655,12 +702,35 @@ def build_parser():
     return ap
 
 
+def _crash_log(argv):
+    """Write the traceback of an unexpected exception to a log file; its path
+    (``$SPARSE_EDGE_CACHE/crash/`` or ``~/.cache/sparse-edge/crash/``, else the
+    temporary folder), or ``None`` when no log can be written anywhere."""
+    text = (f"sparse-edge {' '.join(argv)}\n{json.dumps(_versions())}\n\n"
+            + traceback.format_exc())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.environ.get("SPARSE_EDGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                               "sparse-edge")
+    for folder in (Path(base) / "crash", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return output.write_text(folder / f"sparse-edge-crash-{stamp}-{os.getpid()}.log",
+                                     text)
+        except (OSError, SparseEdgeError):
+            continue
+    return None
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
+        _check_options(args)
         return args.func(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except SparseEdgeError as e:
+        # every expected failure: config, data, output, tool, fit
+        msg = " ".join(str(e).split())
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -673,6 +743,13 @@ def main(argv=None):
         except OSError:
             pass
         return 0
+    except Exception as e:  # noqa: BLE001 - the boundary: anything else is a bug
+        log = _crash_log(argv)
+        where = f"the traceback is in {log}" if log else "no log could be written"
+        print(f"error: internal error, a bug in sparse-edge ({type(e).__name__}: "
+              f"{' '.join(str(e).split())[:300]}); {where}; please report it",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

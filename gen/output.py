@@ -101,6 +101,14 @@ def save_npz(path, **arrays):
 
 
 # -- checks before long work ------------------------------------------------------
+def _blocking_file(path):
+    """The nearest existing ancestor of ``path`` if it is not a folder."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
 def _probe(folder):
     probe = folder / f".sparse-edge-probe-{_token()}"
     try:
@@ -122,6 +130,9 @@ def check_dir(path, what="output folder"):
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} exists and is not a folder; give a folder path")
     probe_in = path if path.is_dir() else path.parent
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise OutputError(f"cannot write the {what} {path}: {blocker} is a file, not a folder")
     try:
         probe_in.mkdir(parents=True, exist_ok=True)
         _probe(probe_in)
@@ -140,6 +151,9 @@ def check_file(path, what="output file"):
         raise OutputError(f"the {what} is an empty path")
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; give a file name")
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise OutputError(f"cannot write the {what} {path}: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _probe(path.parent)

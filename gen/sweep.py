@@ -374,6 +374,12 @@ def _label(flat, cfg_raw, varying):
     return s
 
 
+def _identifier(name):
+    """``name`` made a Verilog identifier (configs' names must be one)."""
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)[:48] or "sweep"
+    return ident if not ident[0].isdigit() else f"s_{ident}"
+
+
 def _hw_schedule(opts):
     return "reference" if opts["schedule"] == "reference" else "fast"
 
@@ -460,7 +466,7 @@ def expand(spec):
                                      message=str(e)))
             continue
         for cfg, note in resolved:
-            cfg = cfg.with_(name=f"{spec.name}-{len(points)}")
+            cfg = cfg.with_(name=f"{_identifier(spec.name)}_{len(points)}")
             lab = label if len(resolved) == 1 and "name" in flat else f"{label} C{cfg.cycle}"
             points.append(SweepPoint(len(points), flat, lab, cfg, point_key(cfg, jopts),
                                      note=note))
