@@ -338,7 +338,7 @@ class DaskExecutor(Executor):
             # the retry rule is ours: a task whose worker dies fails at once
             with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
                 self._cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1,
-                                             processes=True, dashboard_address=None,
+                                             processes=True, dashboard_address=":0",
                                              silence_logs=logging.ERROR)
                 self._client = Client(self._cluster)
         return self._client

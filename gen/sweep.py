@@ -871,16 +871,16 @@ def plot_sweep(points, target, fronts, path, title=""):
 
 def format_table(rows, target):
     """A plain-text table of the rows for the terminal."""
-    hdr = (f"{'#':>3} {'network':<34} {'C':>5} {'test acc':>8} {'LUT':>8} {'DSP':>4} "
+    hdr = (f"{'#':>3} {'network':<44} {'C':>5} {'test acc':>8} {'LUT':>8} {'DSP':>4} "
            f"{'BRAM':>4} {'fits':>4} {'samples/s':>10}  front")
     lines = [hdr, "-" * len(hdr)]
     for r in rows:
         if r["status"] != "ok":
-            lines.append(f"{r['index']:>3} {r['label'][:34]:<34} {r['C']!s:>5} "
+            lines.append(f"{r['index']:>3} {r['label'][:44]:<44} {r['C']!s:>5} "
                          f"{r['status']:>8}  {r['note'][:80]}")
             continue
         front = ("L" if r["pareto_lut"] else "") + ("S" if r["pareto_samples_per_s"] else "")
-        lines.append(f"{r['index']:>3} {r['label'][:34]:<34} {r['C']!s:>5} "
+        lines.append(f"{r['index']:>3} {r['label'][:44]:<44} {r['C']!s:>5} "
                      f"{(r['test_acc'] + '%') if r['test_acc'] else '-':>8} {r['lut']!s:>8} "
                      f"{r['dsp']!s:>4} {r['bram']!s:>4} {r[f'fits {target}']:>4} "
                      f"{r['samples_per_s']:>10}  {front}")
