@@ -67,7 +67,7 @@ from .datasets import DatasetError, check_compatible, load_dataset, padded_input
 from .errors import SparseEdgeError
 from .estimate import estimate
 from .executors import JobBar
-from .output import check_dir, write_bytes, write_json, write_text
+from .output import check_dir, remove_tree, write_bytes, write_json, write_text
 from .schedule import Schedule
 from .synth import get_target
 
@@ -664,6 +664,7 @@ def run_sweep(spec, executor, out, job_fn=run_point, quiet=False, log=print):
             p.result, p.status = rec, rec["status"]
             if rec["status"] == "ok":
                 write_json(_point_path(out, job.key), rec)
+                remove_tree(out / "points" / f"{job.key}.failed.json")   # an earlier failure
             else:
                 failed += 1
                 p.message = rec.get("error") or rec.get("message")

@@ -303,8 +303,10 @@ def test_resumed_sweep_runs_nothing_twice(tmp_path):
     calls.clear()
     more = _spec(tmp_path, SIX.replace('format = ["Q(2,7)", "Q(2,9)"]',
                                        'format = ["Q(2,7)", "Q(2,9)", "Q(3,7)"]'), "more.toml")
+    assert len(list((out / "points").glob("*.failed.json"))) == 1
     r3 = run_sweep(more, InlineExecutor(), out, job_fn=run_point, **quiet)
     assert r3.reused == 6 and r3.ran == 4        # 3 new networks x Q(3,7), boom (now fine)
+    assert not list((out / "points").glob("*.failed.json"))
     assert {p.label.split(" C")[0] for p in r3.points if not p.reused} >= {
         "64-16-16 fo4,16 Q(3,7)", "boom"}
     calls.clear()
