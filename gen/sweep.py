@@ -46,6 +46,7 @@ at the end.
 """
 
 import csv
+import difflib
 import hashlib
 import importlib.metadata as md
 import io
@@ -69,7 +70,7 @@ from .estimate import estimate
 from .executors import JobBar
 from .output import check_dir, remove_tree, write_bytes, write_json, write_text
 from .schedule import Schedule
-from .synth import get_target
+from .synth import DoesNotFit, PnRFailed, SynthError, SynthOptions, get_target, synthesize
 
 __all__ = ["SweepError", "SweepSpec", "SweepPoint", "SweepJob", "load_spec", "parse_spec",
            "expand", "run_point", "run_sweep", "pareto", "table_rows", "write_table",
@@ -117,7 +118,6 @@ class SweepSpec:
 
 
 def _close(key, allowed):
-    import difflib                              # deferred: only error messages need it
     m = difflib.get_close_matches(key, sorted(allowed), n=1)
     return f"; did you mean {m[0]!r}?" if m else f"; allowed: {', '.join(sorted(allowed))}"
 
@@ -539,8 +539,6 @@ def _estimate_summary(cfg, target, schedule, freq, max_dsp=None):
 
 
 def _synth_point(cfg, target, opts, est):
-    from .synth import (DoesNotFit, PnRFailed, SynthError,  # deferred: only --synth runs tools
-                        SynthOptions, synthesize)
     if not est["fits"]:
         return {"status": "skipped", "message": f"estimate does not fit {target} "
                 f"({', '.join(est['over'])} over)"}
