@@ -49,9 +49,10 @@ import numpy as np
 from .errors import SparseEdgeError
 from .fixedpoint import MAX_WIDTH, MIN_FRAC_BITS, QFormat
 from .interleaver import KINDS, duplicate_message, make_pattern, straddle_duplicate
+from .tables import activation_table
 
-__all__ = ["ConfigError", "check_identifier", "NetworkConfig", "load_config", "parse_config", "legal_cycles",
-           "SCHEDULES", "NO_UPDATE"]
+__all__ = ["ConfigError", "check_identifier", "NetworkConfig", "load_config", "parse_config",
+           "legal_cycles", "SCHEDULES", "NO_UPDATE"]
 
 SCHEDULES = ("reference", "fast", "sequential")
 #: Learning-rate exponent that marks a sample as "no update" (evaluation).
@@ -276,7 +277,6 @@ class NetworkConfig:
         return cached
 
     def activation_table(self):
-        from .tables import activation_table
         cached = self.__dict__.get("_table")
         if cached is None:
             cached = activation_table(self.fmt, self.table_bits)

@@ -61,16 +61,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..hdl.network import hardware_schedule
 from ..sim.golden import GoldenModel
 from .config import NO_UPDATE, ConfigError, legal_cycles, load_config, parse_config
 from .datasets import DatasetError, check_compatible, load_dataset, padded_inputs
 from .errors import SparseEdgeError
 from .estimate import estimate
 from .executors import JobBar
+from .geometry import hardware_schedule
 from .output import check_dir, remove_tree, write_bytes, write_json, write_text
 from .schedule import Schedule
-from .synth import DoesNotFit, PnRFailed, SynthError, SynthOptions, get_target, synthesize
+from .synth import DoesNotFit, PnRFailed, SynthOptions, synthesize
+from .targets import get_target
+from .tools import SynthError
 
 __all__ = ["SweepError", "SweepSpec", "SweepPoint", "SweepJob", "load_spec", "parse_spec",
            "expand", "run_point", "run_sweep", "pareto", "table_rows", "write_table",

@@ -377,6 +377,7 @@ def _generated(folder):
     return s["config"]["layers"], sorted(p.name for p in (folder / "init").iterdir())
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")   # emit is memoized
 def test_generate_out_survives_a_failure_at_every_write(tmp_path, capsys, monkeypatch):
     small = tmp_path / "small.toml"
     small.write_text('name = "small"\nlayers = [16, 8, 4]\nfanout = [2, 2]\ncycle = 16\n'

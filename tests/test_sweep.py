@@ -353,8 +353,7 @@ def test_explore_reports_a_failed_synthesis_job(monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(explore_mod, "run_synth_job", broken)
-    from sparse_edge.gen import synth as synth_mod
-    monkeypatch.setattr(synth_mod, "check_tools", lambda t: None)   # no tool runs here
+    monkeypatch.setattr(explore_mod, "check_tools", lambda t: None)   # no tool runs here
     points, _ = explore_mod.explore(load_config(DEMO), "ecp5-25f", synth=1,
                                     executor=InlineExecutor(), quiet=True, log=lambda m: None)
     done = [p for p in points if p.synth]
