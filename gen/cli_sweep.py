@@ -36,7 +36,9 @@ def cmd_sweep(args):
               f"({q['label']}, {q['lut']:,} LUT)")
     print(f"{run.ran} point(s) run, {run.reused} read back, {run.failed} failed, "
           f"{run.illegal} illegal in {run.seconds:.1f} s on {run.executor}")
-    print(f"wrote {Path(out) / 'sweep.csv'}, sweep.json and sweep.png (points in "
+    pic = " and sweep.png" if run.picture else \
+        " (no sweep.png: no point has an accuracy, or matplotlib is missing)"
+    print(f"wrote {Path(out) / 'sweep.csv'}, sweep.json{pic} (points in "
           f"{Path(out) / 'points'})")
     return 1 if run.failed else 0
 

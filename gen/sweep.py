@@ -616,6 +616,28 @@ class SweepRun:
     executor: str
     rows: list = field(default_factory=list)     # the table (set by write_table)
     summary: dict = field(default_factory=dict)
+    picture: bool = False                        # sweep.png written
+
+
+def _check_data(spec, todo, log):
+    """Points whose config cannot take the dataset become illegal before any
+    job runs (when the dataset loads here; otherwise the workers find out)."""
+    opts = spec.options
+    if not todo or opts["epochs"] == 0:
+        return todo
+    try:
+        ds = load_dataset(opts["dataset"])
+    except DatasetError as e:
+        log(f"note: the dataset does not load here ({e}); the workers will try their own")
+        return todo
+    keep = []
+    for p in todo:
+        try:
+            check_compatible(ds, p.cfg)
+            keep.append(p)
+        except DatasetError as e:
+            p.status, p.message = "illegal", str(e)
+    return keep
 
 
 def run_sweep(spec, executor, out, job_fn=run_point, quiet=False, log=print):
@@ -645,6 +667,7 @@ def run_sweep(spec, executor, out, job_fn=run_point, quiet=False, log=print):
             reused += 1
         else:
             todo.append(p)
+    todo = _check_data(spec, todo, log)
     illegal = sum(p.status == "illegal" for p in points)
     log(f"sweep {spec.name}: {len(points)} point(s): {reused} done earlier (read from "
         f"{out / 'points'}), {len(todo)} to run, {illegal} illegal"
@@ -815,7 +838,7 @@ def write_table(spec, run, out):
     write_json(out / "sweep.json", doc)
     if spec.text:
         write_text(out / "spec.toml", spec.text)
-    plot_sweep(run.points, target, fronts, out / "sweep.png", title=spec.name)
+    run.picture = plot_sweep(run.points, target, fronts, out / "sweep.png", title=spec.name)
     return rows
 
 
@@ -829,6 +852,9 @@ def plot_sweep(points, target, fronts, path, title=""):
     except ImportError:
         return False
     done = [p for p in points if p.status == "ok" and _acc(p) is not None and _est(p, target)]
+    if not done:                    # nothing trained (estimate only, or all failed)
+        remove_tree(path)
+        return False
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=100, sharey=True)
     avail = get_target(target).available["lut"]
     for ax, metric, xlabel in ((axes[0], "lut", f"estimated LUTs on {target}"),

@@ -360,3 +360,31 @@ def test_explore_reports_a_failed_synthesis_job(monkeypatch):
     assert len(done) == 1 and len(calls) == 2
     assert done[0].synth["status"] == "failed"
     assert done[0].to_dict()["synth"]["message"] == "OSError: disk full"
+
+
+def test_estimate_only_and_incompatible_dataset(tmp_path):
+    """--epochs 0 trains nothing (estimates only, no picture); points whose
+    config cannot take the dataset are illegal before any job runs."""
+    calls = []
+
+    def counting(job):
+        calls.append(job.label)
+        return run_point(job)
+
+    quiet = dict(quiet=True, log=lambda m: None)
+    spec = _spec(tmp_path, SIX.split("[[points]]")[0]).with_options(epochs=0)
+    run = run_sweep(spec, InlineExecutor(), tmp_path / "e0", job_fn=counting, **quiet)
+    assert run.ran == 6 and not run.picture and not (tmp_path / "e0" / "sweep.png").exists()
+    rows = _rows(tmp_path / "e0")
+    assert all(r["status"] == "ok" and r["test_acc"] == "" and r["lut"] for r in rows)
+    calls.clear()
+    mn = tmp_path / "fake-mnist.npz"
+    import numpy as np
+    rng = np.random.default_rng(0)
+    np.savez(mn, x_train=rng.integers(0, 256, (20, 784), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 20), x_test=rng.integers(0, 256, (10, 784), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 10))
+    run = run_sweep(spec.with_options(epochs=1, dataset=str(mn)), InlineExecutor(),
+                    tmp_path / "e1", job_fn=counting, **quiet)
+    assert calls == [] and run.illegal == 6
+    assert "has 784 input features" in _rows(tmp_path / "e1")[0]["note"]
