@@ -411,3 +411,89 @@ def test_generate_out_survives_a_failure_at_every_write(tmp_path, capsys, monkey
     monkeypatch.undo()
     assert main(["generate", str(tiny), "-o", str(out)]) == 0
     assert _generated(out) == new                     # no stale init/*.hex of the old network
+
+
+# -- caches verify themselves (item 6) ------------------------------------------------------
+from .test_cxxrtl import cache, needs_tools, small_cfg  # noqa: E402,F401  (shared build cache)
+
+
+@needs_tools
+def test_truncated_cached_simulator_is_rebuilt_with_a_warning(cache, tmp_path):
+    import shutil
+    from sparse_edge.sim.cxxrtl import CompiledSimulator
+    from .test_golden import tiny_data
+    cfg = small_cfg()
+    built = CompiledSimulator(cfg, "fast", cache_dir=cache).build()
+    mine = tmp_path / "cache"                       # a private copy to damage
+    shutil.copytree(built.path, mine / built.path.name)
+    shutil.copytree(cache / "index", mine / "index")
+    sim_bin = mine / built.path.name / "sim"
+    sim_bin.write_bytes(sim_bin.read_bytes()[:4096])            # truncated binary
+    logs = []
+    sim = CompiledSimulator(cfg, "fast", cache_dir=mine, log=logs.append)
+    info = sim.build()
+    assert not info.cached and any("damaged" in m and "rebuilding" in m for m in logs)
+    x, labels, ks = tiny_data(cfg, 6, seed=1)
+    r = sim.run(x, labels, ks)                     # runs (no SIGSEGV)
+    assert len(r.predictions) == 6
+
+
+@needs_tools
+def test_interrupted_simulation_leaves_no_temporary_folder(cache, tmp_path, monkeypatch):
+    import tempfile
+    from sparse_edge.sim.cxxrtl import CompiledSimulator
+    from .test_golden import tiny_data
+    cfg = small_cfg()
+    sim = CompiledSimulator(cfg, "fast", cache_dir=cache)
+    sim.build()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CompiledSimulator, "_execute", staticmethod(interrupted))
+    x, labels, ks = tiny_data(cfg, 4, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        sim.run(x, labels, ks)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synth_cache_entries_are_verified(tmp_path):
+    """A damaged report, netlist or cached Verilog is found on the next run,
+    reported, and rebuilt (no traceback, no wrong result)."""
+    from sparse_edge.gen.synth import SynthOptions, check_tools, synthesize
+    from sparse_edge.gen.tools import Progress, ToolMissing
+    from .conftest import make_config
+    try:
+        check_tools("ice40-up5k")
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    cfg = make_config([16, 8, 4], [2, 2], 16, name="cachecheck")
+    opts = SynthOptions(pnr=False)
+    msgs = []
+
+    class Log(Progress):
+        def message(self, text):
+            msgs.append(text)
+
+    def run():
+        msgs.clear()
+        return synthesize(cfg, "ice40-up5k", opts, build_root=tmp_path, progress=Log(quiet=True))
+
+    first = run()
+    bdir = Path(first["build_dir"])
+    assert run()["cached"]                                       # intact: reused
+    (bdir / "report.json").write_text('{"status": "ok", trunc')
+    again = run()
+    assert not again.get("cached") and any("report.json is unreadable" in m for m in msgs)
+    assert again["synth_cells"] == first["synth_cells"]
+    (bdir / "yosys_stat.json").write_text("{}")                   # damaged netlist statistics
+    (bdir / "report.json").unlink()
+    again = run()
+    assert any("yosys results" in m and "damaged" in m for m in msgs)
+    assert again["synth_cells"] == first["synth_cells"]
+    vfile = next((tmp_path / "verilog").glob("cachecheck-*.v"))
+    vfile.write_text(vfile.read_text()[:1000])                    # truncated cached Verilog
+    again = run()
+    assert any("cached Verilog" in m and "damaged" in m for m in msgs)
+    assert again["synth_cells"] == first["synth_cells"]
