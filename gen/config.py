@@ -36,7 +36,6 @@ Every rule of SPEC section 2 is checked here; a broken rule raises
 """
 
 import difflib
-import re
 import hashlib
 import json
 import math
@@ -46,9 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SparseEdgeError
+from .errors import ConfigError
 from .fixedpoint import MAX_WIDTH, MIN_FRAC_BITS, QFormat
-from .interleaver import KINDS, duplicate_message, make_pattern, straddle_duplicate
+from .interleaver import KINDS, make_pattern
+from .legality import cycle_rule_violations, format_legal, legal_cycles, pattern_problem
+from .names import check_identifier, short_repr, suggest_identifier
 from .tables import activation_table
 
 __all__ = ["ConfigError", "check_identifier", "NetworkConfig", "load_config", "parse_config",
@@ -84,123 +85,6 @@ _SCHEMA = {
     "training": {"epochs", "eta_exp", "shuffle_seed", "schedule"},
 }
 _REQUIRED = {"": ("layers", "fanout"), "format": ("int_bits", "frac_bits")}
-
-
-class ConfigError(SparseEdgeError, ValueError):
-    """An illegal network configuration; the message names the broken rule."""
-
-
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-#: Longest name accepted (a config's name, a top module's name).
-MAX_NAME = 64
-# Verilog-2005 keywords (a top module cannot be called one of these)
-_VERILOG_KEYWORDS = frozenset("""
-always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
-deassign default defparam design disable edge else end endcase endconfig endfunction
-endgenerate endmodule endprimitive endspecify endtable endtask event for force forever fork
-function generate genvar highz0 highz1 if ifnone incdir include initial inout input instance
-integer join large liblist library localparam macromodule medium module nand negedge nmos nor
-noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
-pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat
-rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small specify specparam
-strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand
-trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
-""".split())
-
-
-def check_identifier(name, what="name", module=False):
-    """``name`` if it is a plain Verilog identifier (letters, digits and
-    ``_``, not starting with a digit, at most ``MAX_NAME`` characters; for a
-    ``module`` name also not a keyword), else :class:`ConfigError`.  Names
-    become module names and parts of file names, so nothing else is accepted
-    (no path can be built from a name that escapes its folder)."""
-    if not isinstance(name, str):
-        raise ConfigError(f"{what} must be a string, not {_short(name)}")
-    if not _IDENTIFIER.fullmatch(name) or len(name) > MAX_NAME:
-        raise ConfigError(f"{what} {_short(name)} is not a Verilog identifier: use letters, "
-                          f"digits and '_', not starting with a digit, at most {MAX_NAME} "
-                          f"characters (e.g. {_suggest(name)!r})")
-    if module and name in _VERILOG_KEYWORDS:
-        raise ConfigError(f"{what} {name!r} is a Verilog keyword; choose another name "
-                          f"(e.g. {name + '_top'!r})")
-    return name
-
-
-def _suggest(name):
-    s = re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_")[:MAX_NAME] or "network"
-    return s if not s[0].isdigit() else f"n{s}"[:MAX_NAME]
-
-
-def _divisors(x):
-    """Divisors of ``x`` in increasing order (O(sqrt x) steps)."""
-    small, large = [], []
-    d = 1
-    while d * d <= x:
-        if x % d == 0:
-            small.append(d)
-            if d * d != x:
-                large.append(x // d)
-        d += 1
-    return small + large[::-1]
-
-
-def cycle_rule_violations(layers, fanout, cycle):
-    """Rules 1-3 of SPEC section 2 for junction-cycle length ``cycle``; a list
-    of ``(rule, message)``, empty when legal."""
-    out = []
-    for i in range(1, len(layers)):
-        p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
-        W = p * fo
-        if W % cycle:
-            out.append((1, f"rule 1: C={cycle} does not divide the {W} edges of junction {i}"))
-        if cycle % fo:
-            out.append((2, f"rule 2: fan-out fo={fo} of junction {i} does not divide C={cycle} "
-                           f"(a left bank must hold p/z = C/fo rows)"))
-        if n % cycle and cycle % n:
-            out.append((3, f"rule 3: junction {i}: neither C={cycle} divides N[{i}]={n} nor "
-                           f"N[{i}]={n} divides C={cycle}"))
-    return out
-
-
-def _pattern_problem(layers, fanout, cycle, kind, seed):
-    """Rule 4 (no duplicate edge) for junction-cycle length ``cycle``: the
-    message of the first violation, or ``None``.  Only neurons that straddle a
-    sweep boundary can have one (:func:`~.interleaver.straddle_duplicate`), so
-    this costs at most ``fo - 1`` neurons' edges per junction."""
-    for i in range(1, len(layers)):
-        p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
-        z = p * fo // cycle
-        dup = straddle_duplicate(kind, p, n, fo, z, seed, i)
-        if dup is not None:
-            return (f"rule 4: junction {i} (z={z}): "
-                    f"{duplicate_message(*dup, p * fo // n, fo, n)}")
-    return None
-
-
-def legal_cycles(layers, fanout, kind="zero_start", seed=0):
-    """All legal ``(C, z-tuple)`` of a network, smallest ``C`` first."""
-    edges = [layers[i - 1] * fanout[i - 1] for i in range(1, len(layers))]
-    if any(w % layers[i + 1] or fanout[i] > layers[i + 1] for i, w in enumerate(edges)):
-        return []  # fan-in not integral or fan-out too large: no C can help
-    g = math.gcd(*edges)
-    out = []
-    for c in _divisors(g):
-        if cycle_rule_violations(layers, fanout, c):
-            continue
-        if _pattern_problem(layers, fanout, c, kind, seed):
-            continue
-        out.append((c, tuple(w // c for w in edges)))
-    return out
-
-
-def _format_legal(layers, fanout, kind, seed, limit=12):
-    legal = legal_cycles(layers, fanout, kind, seed)
-    if not legal:
-        return "this network has no legal C at all (check the fan-outs and layer sizes)"
-    shown = legal[:limit]
-    s = ", ".join(f"C={c} (z={','.join(map(str, z))})" for c, z in shown)
-    more = f", ... ({len(legal)} in all)" if len(legal) > limit else ""
-    return f"legal for this network: {s}{more}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,15 +239,9 @@ def _check_keys(raw):
                 raise ConfigError(f"missing required key {key!r} in {where}")
 
 
-def _short(value, limit=60):
-    """``repr(value)`` cut to ``limit`` characters (error messages stay one line)."""
-    r = repr(value)
-    return r if len(r) <= limit else r[:limit - 3] + "..."
-
-
 def _int(value, what, lo=None, hi=None):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} must be an integer, not {_short(value)}")
+        raise ConfigError(f"{what} must be an integer, not {short_repr(value)}")
     if lo is not None and value < lo:
         raise ConfigError(f"{what} must be >= {lo}, not {value}")
     if hi is not None and value > hi:
@@ -373,7 +251,7 @@ def _int(value, what, lo=None, hi=None):
 
 def _int_list(value, what, length=None):
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{what} must be a non-empty list of integers, not {_short(value)}")
+        raise ConfigError(f"{what} must be a non-empty list of integers, not {short_repr(value)}")
     if length is not None and len(value) != length:
         raise ConfigError(f"{what} must have {length} entries (one per junction), "
                           f"not {len(value)}")
@@ -427,7 +305,7 @@ def parse_config(raw, source=None):
         implied = [edges[i] / z[i] for i in range(J)]
         if any(c != cycle for c in implied):
             raise ConfigError(f"z={list(z)} and cycle={cycle} disagree (z = edges/C); give only "
-                              f"one. {_format_legal(layers, fanout, kind, il_seed)}")
+                              f"one. {format_legal(layers, fanout, kind, il_seed)}")
     elif "z" in raw:
         z = _int_list(raw["z"], "z", J)
         implied = []
@@ -435,26 +313,26 @@ def parse_config(raw, source=None):
             if edges[i] % z[i]:
                 raise ConfigError(
                     f"rule 1: z[{i}]={z[i]} does not divide the {edges[i]} edges of junction "
-                    f"{i + 1}. {_format_legal(layers, fanout, kind, il_seed)}")
+                    f"{i + 1}. {format_legal(layers, fanout, kind, il_seed)}")
             implied.append(edges[i] // z[i])
         if len(set(implied)) > 1:
             raise ConfigError(
                 "junctions must share one junction-cycle length C = edges/z, but z="
-                f"{list(z)} implies C={implied}. {_format_legal(layers, fanout, kind, il_seed)}")
+                f"{list(z)} implies C={implied}. {format_legal(layers, fanout, kind, il_seed)}")
         cycle = implied[0]
     elif "cycle" in raw:
         cycle = _int(raw["cycle"], "cycle", lo=1)
     else:
         raise ConfigError("missing parallelism: give z (one per junction) or cycle (C); "
-                          f"{_format_legal(layers, fanout, kind, il_seed)}")
+                          f"{format_legal(layers, fanout, kind, il_seed)}")
     bad = cycle_rule_violations(layers, fanout, cycle)
     if bad:
         raise ConfigError(f"illegal parallelism C={cycle}: {bad[0][1]}. "
-                          f"{_format_legal(layers, fanout, kind, il_seed)}")
-    problem = _pattern_problem(layers, fanout, cycle, kind, il_seed)
+                          f"{format_legal(layers, fanout, kind, il_seed)}")
+    problem = pattern_problem(layers, fanout, cycle, kind, il_seed)
     if problem:
         raise ConfigError(f"illegal parallelism C={cycle}: {problem}. "
-                          f"{_format_legal(layers, fanout, kind, il_seed)}")
+                          f"{format_legal(layers, fanout, kind, il_seed)}")
 
     f = raw.get("format", {})
     int_bits = _int(f["int_bits"], "format.int_bits", lo=0)
@@ -505,7 +383,7 @@ def parse_config(raw, source=None):
     if "name" in raw:
         name = check_identifier(raw["name"], "name")
     else:   # from the file name, made an identifier
-        name = _suggest(Path(source).stem) if source else "network"
+        name = suggest_identifier(Path(source).stem) if source else "network"
     return NetworkConfig(name, layers, fanout, cycle, fmt, table_bits, kind, il_seed,
                          init_seed, init_file, inputs, classes, epochs, eta, shuffle_seed,
                          schedule, source=str(source) if source else None)
