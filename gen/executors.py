@@ -224,40 +224,57 @@ class ProcessExecutor(Executor):
 
     def map(self, fn, jobs, bar=None):
         bar = bar or _NoBar()
-        queue = deque((job, 0) for job in jobs)
+        # (job, runs so far, failures charged to it, alone): a job lost with
+        # others when a worker died runs again alone, uncharged; if it dies
+        # alone too, both deaths are charged to it.  So a bystander is never
+        # charged for another job's death.
+        queue = deque((job, 0, 0, False) for job in jobs)
         if not queue:
             return
         width = min(self.workers, len(queue))
         pool = ProcessPoolExecutor(max_workers=width)
-        inflight = {}                 # future -> (job, attempts so far)
+        inflight = {}                 # future -> (job, runs including this one, charged, alone)
         try:
             while queue or inflight:
-                while queue and len(inflight) < width:
-                    job, attempts = queue.popleft()
-                    inflight[pool.submit(run_job, fn, job)] = (job, attempts + 1)
+                while queue and len(inflight) < width and \
+                        not any(entry[3] for entry in inflight.values()):
+                    job, runs, charged, alone = queue[0]
+                    if alone and inflight:
+                        break
+                    queue.popleft()
+                    inflight[pool.submit(run_job, fn, job)] = (job, runs + 1, charged, alone)
                     bar.started()
                 finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                broken = False
+                lost = []
+                suspect = any(entry[3] for entry in inflight.values())
                 for fut in finished:
-                    job, attempts = inflight.pop(fut)
+                    job, runs, charged, alone = inflight.pop(fut)
                     try:
                         result = fut.result()
-                    except BrokenProcessPool as e:
-                        # a worker died: every job in flight is lost with it
-                        broken = True
-                        yield from self._retry_or_fail(job, attempts, e, queue, bar)
+                    except BrokenProcessPool:
+                        lost.append((job, runs, charged))       # a worker died
                         continue
                     except Exception as e:  # noqa: BLE001 - the job raised
-                        yield from self._retry_or_fail(job, attempts, e, queue, bar)
+                        yield from self._retry_or_fail(job, runs, charged, e, queue, bar)
                         continue
-                    result["run"]["attempts"] = attempts
+                    result["run"]["attempts"] = runs
                     bar.finished(result["status"] != "failed")
                     yield job, result
-                if broken:
-                    for fut, (job, attempts) in list(inflight.items()):
-                        del inflight[fut]
-                        e = BrokenProcessPool("a worker process died while this job ran")
-                        yield from self._retry_or_fail(job, attempts, e, queue, bar)
+                if lost:
+                    # every job in flight is lost with the pool
+                    lost += [entry[:3] for entry in inflight.values()]
+                    inflight.clear()
+                    if len(lost) == 1:
+                        # alone, the death is this job's; if it was lost with
+                        # others before, that death was its too
+                        job, runs, charged = lost[0]
+                        e = BrokenProcessPool("its worker process died while it ran")
+                        yield from self._retry_or_fail(job, runs, charged + suspect, e, queue,
+                                                       bar)
+                    else:
+                        for job, runs, charged in reversed(lost):
+                            bar.retry()
+                            queue.appendleft((job, runs, charged, True))
                     pool.shutdown(wait=True, cancel_futures=True)
                     pool = ProcessPoolExecutor(max_workers=width)
         finally:
@@ -265,13 +282,13 @@ class ProcessExecutor(Executor):
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _retry_or_fail(self, job, attempts, exc, queue, bar):
-        if attempts <= self.retries:
+    def _retry_or_fail(self, job, runs, charged, exc, queue, bar):
+        if charged < self.retries:
             bar.retry()
-            queue.appendleft((job, attempts))
+            queue.appendleft((job, runs, charged + 1, False))
             return
         bar.finished(False)
-        yield job, _failed(exc, attempts)
+        yield job, _failed(exc, runs)
 
 
 def dask_available():

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,15 @@ def _die_once(job):
         marker.write_text("x")
         os._exit(3)
     return {"status": "ok", "name": name}
+
+
+def _die_or_sleep(job):
+    """``"always"`` kills its worker; anything else sleeps a second and succeeds
+    (a bystander in flight when the other dies)."""
+    if job == "always":
+        os._exit(3)
+    time.sleep(1)
+    return {"status": "ok", "name": job}
 
 
 def _sweep_job_boom(job):
@@ -113,6 +123,15 @@ def test_a_lost_worker_is_retried_once(kind, tmp_path, request):
     assert got["calm"]["status"] == "ok"
     assert got["always"]["status"] == "failed" and got["always"]["run"]["attempts"] == 2
     assert got["always"]["error"]
+
+
+def test_a_bystander_is_not_charged_for_another_jobs_death():
+    """Jobs in flight when another kills the pool run again alone, uncharged:
+    only the job that dies alone too is reported failed."""
+    got = {job: res for job, res in ProcessExecutor(2).map(_die_or_sleep,
+                                                           ["always", "calm", "calm2"])}
+    assert got["always"]["status"] == "failed" and got["always"]["run"]["attempts"] == 2
+    assert got["calm"]["status"] == "ok" and got["calm2"]["status"] == "ok"
 
 
 def test_make_executor_by_name(monkeypatch):
