@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def features(row):
     """Per-design regressors of junction_cost: sum of z*w, sum of q*w, and the
     junction count / phase-counter bits."""
-    from sparse_edge.gen.estimate import _bits
-    from sparse_edge.hdl.network import NetworkGeometry, hardware_schedule
+    from sparse_edge.gen.geometry import bits as _bits
+    from sparse_edge.gen.geometry import NetworkGeometry, hardware_schedule
     from synth_report import load_case
     cfg, _ = load_case(row["case"])
     geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))

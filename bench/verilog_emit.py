@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from sparse_edge.gen.config import load_config
-from sparse_edge.gen.flow import ensure_yosys, generate
+from sparse_edge.gen.flow import generate
+from sparse_edge.gen.tools import tool_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main():
     cfgs = sys.argv[1:] or [str(ROOT / "configs" / "board.toml"),
                             str(ROOT / "configs" / "icann.toml")]
-    yosys = ensure_yosys()
+    yosys = tool_command("yosys")
     print(f"{'config':>8} {'z':>12} {'generate s':>11} {'Verilog MB':>11} {'yosys read-back':>16}")
     for path in cfgs:
         cfg = load_config(path)

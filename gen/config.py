@@ -47,6 +47,7 @@ import numpy as np
 
 from .fixedpoint import MAX_WIDTH, MIN_FRAC_BITS, QFormat
 from .interleaver import KINDS, PatternError, make_pattern
+from .tables import activation_table
 
 __all__ = ["ConfigError", "NetworkConfig", "load_config", "parse_config", "legal_cycles",
            "SCHEDULES", "NO_UPDATE"]
@@ -208,7 +209,6 @@ class NetworkConfig:
         return cached
 
     def activation_table(self):
-        from .tables import activation_table
         cached = self.__dict__.get("_table")
         if cached is None:
             cached = activation_table(self.fmt, self.table_bits)

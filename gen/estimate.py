@@ -18,7 +18,7 @@ per block, so a change to a block has one obvious place to update:
   output-delta banks of one layer (rotating copies from ``NetworkGeometry``);
 * :func:`control_cost` - phase/cycle counters, sample info slots, input-load
   addressing, stream handshake, read-out multiplexer;
-* :func:`harness_cost` - the synthesis harness of ``gen/synth.py``.
+* :func:`harness_cost` - the synthesis harness of ``hdl/harness.py``.
 
 Exact parts: logical multipliers (``2 z`` in junction 1, ``3 z`` in the others,
 plus ``q`` derivative multipliers per hidden layer), DSP blocks (one per
@@ -33,9 +33,15 @@ of estimate vs actual and the command that reproduces it).
 import math
 from dataclasses import dataclass, field
 
+from .geometry import NetworkGeometry, bits, clocks_per_sample, hardware_schedule
+from .targets import get_target
+
 __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junction_memory_cost",
            "layer_memory_cost", "control_cost", "harness_cost", "multipliers",
            "clocks_per_sample", "TYPICAL_FMAX_MHZ"]
+
+# ``clocks_per_sample`` (re-exported above) is defined in gen/geometry.py with
+# the other plain numbers of the hardware.
 
 #: Clock assumed for throughput when no --freq is given (MHz): what the
 #: current pipeline reaches after place & route (docs/synthesis.md).
@@ -141,10 +147,6 @@ _MEM = {
 }
 
 
-def _bits(n):
-    return max(0, (n - 1).bit_length())
-
-
 # -- memories -----------------------------------------------------------------------------
 
 def _bram_geometry(cfgs, cost, width, depth):
@@ -174,12 +176,12 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
     replicates the memory: ECP5 DP16KD and iCE40 RAM4K give one read beside
     the write (two reads for a ROM on DP16KD), a 16x4 LUT RAM one.
     """
-    bits = width * depth
+    size = width * depth
     c = Cost()
     if depth <= 0 or width <= 0:
         return c
-    abits = _bits(depth)
-    options = [(int(bits / 16.0 if rom else float(bits)), 0, "logic")]
+    abits = bits(depth)
+    options = [(int(size / 16.0 if rom else float(size)), 0, "logic")]
     # block RAM: each primitive (name, shapes, reads per copy for a ROM)
     bram = {}
     for prim, cfgs, rom_reads in fam.brams:
@@ -206,17 +208,17 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
         prim, kind = kind, "bram"
     k = _MEM[fam.name]
     if kind == "logic":
-        c.logic_bits = bits
+        c.logic_bits = size
         if rom:
             # constant table in LUTs: one LUT4 per output bit per 16 words
             c.lut = k["rom_lut"] * width * max(1.0, depth / 16.0) * reads
             c.ff = width * reads
         else:
-            c.ff = bits + width * reads
-            c.lut = k["ffram_lut"] * bits * reads
+            c.ff = size + width * reads
+            c.lut = k["ffram_lut"] * size * reads
     elif kind == "bram":
         c.bram = repl_d * repl_p
-        c.bram_bits = bits * repl_p
+        c.bram_bits = size * repl_p
         c.lut = k["bram_mux"] * (mult_a - 1) * width * reads
         if not rom:   # read-first / transparency emulation around the block
             c.lut += reads * k["bram_port_lut"] * width + transparent * k["bram_trans_lut"] * \
@@ -228,7 +230,7 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
         rows = math.ceil(depth / ld)
         units = rows * math.ceil(width / lw)
         c.lutram = units * reads
-        c.lutram_bits = bits * reads
+        c.lutram_bits = size * reads
         c.lut = fam.lutram_luts * units * reads + k["lutram_mux"] * (rows - 1) * width * reads \
             + k["lutram_demux"] * (rows if rows > 1 else 0)
         # the emulated read register is counted with the reading block's logic
@@ -240,17 +242,11 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
 # -- exact figures ------------------------------------------------------------------------------
 
 def multipliers(cfg):
-    """Logical multipliers: FF and UP per lane everywhere, BP per lane where the
-    left layer is hidden (junction >= 2), one derivative multiplier per
-    right neuron finished per clock in hidden layers."""
-    C = cfg.cycle
-    n = 0
-    for j in range(1, cfg.L):
-        z = cfg.z[j - 1]
-        n += (2 if j == 1 else 3) * z
-        if j < cfg.L - 1:
-            n += max(1, cfg.layers[j] // C)
-    return n
+    """Logical multipliers of ``cfg``'s datapath
+    (:meth:`~sparse_edge.gen.geometry.NetworkGeometry.multipliers`: FF and UP
+    per lane, BP per lane from junction 2, one derivative multiplier per hidden
+    neuron finished per clock); the same for every schedule."""
+    return NetworkGeometry(cfg, hardware_schedule(cfg, "fast")).multipliers()
 
 
 def soft_multiplier_luts(family, a_width, b_width, y_width=None):
@@ -272,16 +268,6 @@ def _dsp_tiles(fam, a, b):
         return [m] * (n // m) + ([n % m] if n % m else [])
     return sum(1 for sa in slices(a, fam.dsp_a) for sb in slices(b, fam.dsp_b)
                if sa + sb >= fam.dsp_y_min)
-
-
-def clocks_per_sample(cfg, schedule="fast"):
-    """``C`` clocks per sample (``fast``) or ``C + WRITE_LATENCY`` (``reference``)."""
-    from ..hdl.network import WRITE_LATENCY
-    if schedule == "fast":
-        return cfg.cycle
-    if schedule == "reference":
-        return cfg.cycle + WRITE_LATENCY
-    raise ValueError(f"unknown hardware schedule {schedule!r}; choose fast or reference")
 
 
 # -- blocks -------------------------------------------------------------------------------------
@@ -306,7 +292,7 @@ def junction_cost(cfg, geo, j, fam):
         if kind.startswith(f"j{j} "):
             c.mult += count
             c.dsp += count * _dsp_tiles(fam, a.width, b.width)
-    cb = _bits(C)
+    cb = bits(C)
     c.lut += z * k["lane_lut"] * w + q * k["neuron_lut"] * w + max(0.0, k["base_lut"] +
                                                                   k["cbit_lut"] * cb)
     c.ff += z * k["lane_ff"] * w + q * k["neuron_ff"] * w + max(0.0, k["base_ff"] +
@@ -340,7 +326,7 @@ def junction_memory_cost(cfg, geo, j, fam):
     c += map_memory(fam, ws, 1 << tb, q, True, 0, f"j{j} sigma ROM")
     if not last:
         c += map_memory(fam, wd, 1 << tb, q, True, 0, f"j{j} sigma' ROM")
-    rb = _bits(R)
+    rb = bits(R)
     if rb:
         c += map_memory(fam, z * rb, C, 1, True, 0, f"j{j} row-address ROM")
     return c
@@ -382,11 +368,10 @@ def control_cost(cfg, geo, schedule, fam):
                 ff=k["ff"] + k["ff_bank"] * z1)
 
 
-def harness_cost(cfg, schedule_kind):
-    """The synthesis harness: one FF per input bit (scan chain), an XOR fold of
-    the outputs (about one LUT4 per three bits)."""
-    from .synth import harness_cost as bits
-    ins, outs = bits(cfg, schedule_kind)
+def harness_cost(geo):
+    """The synthesis harness (``hdl/harness.py``): one FF per input bit (scan
+    chain), an XOR fold of the outputs (about one LUT4 per three bits)."""
+    ins, outs = geo.interface_bits()
     return Cost(lut=outs / 3.0, ff=ins + 1)
 
 
@@ -462,8 +447,6 @@ def estimate(cfg, target, schedule="fast", freq_mhz=None, max_dsp=None):
     ``max_dsp``: DSP budget; multipliers beyond it are built from LUTs
     (``synth --max-dsp``), cheapest first, each charged
     :func:`soft_multiplier_luts`."""
-    from ..hdl.network import NetworkGeometry, hardware_schedule
-    from .synth import get_target
     t = get_target(target)
     fam = FAMILIES[t.family]
     sched = hardware_schedule(cfg, schedule)
@@ -475,7 +458,7 @@ def estimate(cfg, target, schedule="fast", freq_mhz=None, max_dsp=None):
     for h in range(cfg.L):
         blocks[f"layer{h}_memories"] = layer_memory_cost(cfg, geo, h, fam)
     blocks["control"] = control_cost(cfg, geo, sched, fam)
-    blocks["harness"] = harness_cost(cfg, schedule)
+    blocks["harness"] = harness_cost(geo)
     total = Cost()
     for b in blocks.values():
         total = total + b
@@ -501,6 +484,6 @@ def estimate(cfg, target, schedule="fast", freq_mhz=None, max_dsp=None):
         blocks["soft_multipliers"] = Cost(lut=lut, notes=[f"DSP budget {max_dsp}"] + notes)
     total.lut += fam.ff_luts * total.ff
     fmax = freq_mhz if freq_mhz else TYPICAL_FMAX_MHZ[fam.name]
-    return Estimate(cfg.name, t.name, schedule, blocks, total, multipliers(cfg),
-                    clocks_per_sample(cfg, schedule), float(fmax), freq_mhz is None,
+    return Estimate(cfg.name, t.name, schedule, blocks, total, geo.multipliers(),
+                    geo.clocks_per_sample, float(fmax), freq_mhz is None,
                     dict(t.available), geo.memory_bits(), soft)

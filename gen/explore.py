@@ -22,6 +22,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from .config import legal_cycles, parse_config
+from .estimate import estimate
+from .synth import (DoesNotFit, PnRFailed, Progress, SynthOptions, check_tools,
+                    synthesize)
+from .targets import get_target
+from .tools import SynthError
 
 __all__ = ["Point", "SynthJob", "Executor", "ProcessExecutor", "InlineExecutor",
            "run_synth_job", "enumerate_points", "pareto_front", "most_promising", "explore",
@@ -93,7 +98,6 @@ class SynthJob:
 def run_synth_job(job):
     """Worker entry point: synthesize one job, return a plain dict
     (``status``: ok / does_not_fit / pnr_failed / error, ``report``, ``message``)."""
-    from .synth import DoesNotFit, PnRFailed, Progress, SynthError, SynthOptions, synthesize
     cfg = parse_config(dict(job.config), source=job.source)
     opts = SynthOptions(**job.options)
     prog = Progress(job.label or f"{cfg.name} {job.target}", quiet=job.quiet,
@@ -148,7 +152,6 @@ class Point:
 
 def enumerate_points(cfg, target, schedule="fast", freq_mhz=None):
     """Every legal ``C`` of ``cfg``'s network, smallest first, with estimates."""
-    from .estimate import estimate
     pts = []
     for c, z in legal_cycles(cfg.layers, cfg.fanout, cfg.interleaver, cfg.interleaver_seed):
         sub = cfg if c == cfg.cycle else cfg.with_(cycle=c, name=f"{cfg.name}-c{c}")
@@ -185,7 +188,6 @@ def explore(cfg, target, schedule="fast", freq_mhz=None, synth=0, executor=None,
             build_root="build/synth", options=None, quiet=False, log=print):
     """Enumerate, estimate, rank; synthesize the ``synth`` most promising points.
     Returns ``(points, front)``."""
-    from .synth import SynthOptions, check_tools, get_target
     t = get_target(target)
     points = enumerate_points(cfg, t.name, schedule, freq_mhz)
     front = pareto_front(points)
@@ -233,7 +235,6 @@ def _k(v):
 
 def format_points(points, target, show_synth=True):
     """Table of every point (estimate, fit, Pareto, synthesis if run)."""
-    from .synth import get_target
     t = get_target(target)
     av = t.available
     hdr = (f"{'C':>6} {'z':>14} {'mult':>5} {'DSP':>9} {'LUT':>15} {'FF':>8} {'BRAM':>9} "

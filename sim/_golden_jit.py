@@ -110,8 +110,9 @@ def _run_cycles(t0, t1, N, S, F, U, x, labels, ks, pshl, pshr, one, lo, hi, frac
 
 
 def run_fixed(model, x, labels, ks, schedule, progress, keep_outputs):
-    from .golden import RunResult
-
+    """Run the samples through ``model`` (a ``GoldenModel``, whose parameters
+    are updated in place); returns ``(predictions, outputs or None, junction
+    cycles)`` for the model's ``RunResult``."""
     cfg = model.cfg
     fmt = cfg.fmt
     table = cfg.activation_table()
@@ -155,4 +156,4 @@ def run_fixed(model, x, labels, ks, schedule, progress, keep_outputs):
         model.w[j][:] = w[woff[j]:woff[j + 1]]
         model.b[j][:] = b[boff[j]:boff[j + 1]]
     model.samples_run += N
-    return RunResult(preds, outs if keep_outputs else None, total)
+    return preds, outs if keep_outputs else None, total

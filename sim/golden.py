@@ -20,7 +20,7 @@ parameters the model started from), ``predictions`` (int64 per sample),
 ``schedule_U``, ``schedule_spacing``, ``config`` (resolved TOML text), ``mode``.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -213,15 +213,15 @@ class GoldenModel:
             raise ValueError(f"schedule has {schedule.junctions} junctions, network "
                              f"{cfg.junctions}")
         if self.mode == "fixed" and self._use_numba():
-            from ._golden_jit import run_fixed
-            return run_fixed(self, x, labels, ks, schedule, progress, keep_outputs)
+            from ._golden_jit import run_fixed  # deferred: numba is heavy (and optional)
+            return RunResult(*run_fixed(self, x, labels, ks, schedule, progress, keep_outputs))
         return self._run_numpy(x, labels, ks, schedule, progress, keep_outputs)
 
     def _use_numba(self):
         if self.kernel == "numpy":
             return False
         try:
-            import numba  # noqa: F401
+            import numba  # noqa: F401  (is numba installed?)
         except ImportError:
             if self.kernel == "numba":
                 raise RuntimeError("kernel='numba' needs the numba package: pip install numba")

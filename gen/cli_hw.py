@@ -1,0 +1,140 @@
+"""The hardware commands: ``generate``, ``estimate``, ``synth``, ``explore``."""
+
+import json
+import time
+from pathlib import Path
+
+from .cli_common import UserError, hw_config, hw_target
+from .config import ConfigError, load_config
+from .estimate import estimate
+from .tools import SynthError, ToolError, package_versions
+
+__all__ = ["cmd_generate", "cmd_estimate", "cmd_synth", "cmd_explore"]
+
+
+# -- generate ---------------------------------------------------------------------
+def cmd_generate(args):
+    from .flow import generate  # deferred: imports Amaranth (check must not)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    try:
+        generate(cfg, args.out, args.schedule, name=args.name)
+    except ToolError as e:
+        raise UserError(str(e)) from None
+    print((Path(args.out) / "summary.txt").read_text(), end="")
+    return 0
+
+
+# -- synth / estimate / explore ---------------------------------------------------------
+def cmd_estimate(args):
+    cfg = hw_config(args)
+    t = hw_target(args.target)
+    t0 = time.perf_counter()
+    e = estimate(cfg, t, args.schedule, args.freq, max_dsp=args.max_dsp)
+    dt = time.perf_counter() - t0
+    r, av = e.resources, t.available
+    print(f"{cfg.name} ({'-'.join(map(str, cfg.layers))}, C={cfg.cycle}, z={list(cfg.z)}, "
+          f"{cfg.fmt}) on {t.name} ({t.part}), {args.schedule} schedule")
+    print(f"{'resource':<8} {'estimate':>9} {'available':>10} {'util':>6}")
+    for k in ("lut", "ff", "bram", "dsp", "lutram"):
+        util = f"{100 * r[k] / av[k]:.0f}%" if av[k] else "-"
+        flag = "  OVER" if av[k] is not None and r[k] > av[k] else ""
+        print(f"{k:<8} {r[k]:>9,} {av[k]:>10,} {util:>6}{flag}")
+    print(f"multipliers: {e.multipliers} (FF + UP per lane, BP per lane from junction 2, "
+          f"one derivative per hidden neuron and clock)"
+          + (f"; {e.soft_multipliers} of them in LUTs (--max-dsp {args.max_dsp})"
+             if e.soft_multipliers else ""))
+    mb = e.total
+    print(f"memory bits: {sum(e.memory_bits.values()):,} logical; placed: {mb.bram_bits:,} in "
+          f"block RAM, {mb.lutram_bits:,} in LUT RAM, {mb.logic_bits:,} in logic "
+          f"(read ports replicate banks)")
+    print(f"clocks per sample: {e.clocks_per_sample}; at {e.fmax_mhz:g} MHz"
+          f"{' (typical fmax of the family)' if e.fmax_assumed else ''}: "
+          f"{e.samples_per_s:,.0f} samples/s, MNIST epoch (60k) {e.mnist_epoch_s:.3f} s")
+    if args.blocks:
+        print(f"\n{'block':<18} {'LUT':>8} {'FF':>8} {'DSP':>5} {'BRAM':>5} {'LUTRAM':>7}")
+        for name, b in e.blocks.items():
+            print(f"{name:<18} {b.lut:>8,.0f} {b.ff:>8,.0f} {b.dsp:>5} {b.bram:>5} "
+                  f"{b.lutram:>7}")
+        for n in e.to_dict()["memory_mapping"]:
+            print(f"  {n}")
+    if e.over:
+        print("estimate: does NOT fit - " + "; ".join(
+            f"{k} {v:,} of {a:,} (+{v - a:,}, {100 * v / a:.0f}%)" for k, v, a in e.over))
+    else:
+        print(f"estimate: fits ({100 * e.utilization:.0f}% of the fullest resource)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(e.to_dict(), indent=2) + "\n")
+    if not args.quiet:
+        print(f"({dt * 1000:.0f} ms)")
+    return 0
+
+
+def cmd_synth(args):
+    from .synth import (DoesNotFit, Progress, SynthOptions,  # deferred: imports Amaranth
+                        format_report, synthesize)
+    cfg = hw_config(args)
+    t = hw_target(args.target)
+    opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
+                        max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
+                        pnr=not args.no_pnr, global_enable=not args.no_global_enable)
+    prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
+    try:
+        rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
+                         force=args.rebuild)
+    except DoesNotFit as e:
+        if e.report:
+            print(format_report(e.report))
+        raise UserError(str(e)) from None
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    print(format_report(rep))
+    bdir = Path(rep["build_dir"])
+    print(f"report: {bdir / 'report.json'} (logs beside it)")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("report.json", "summary.txt"):
+            (out / name).write_bytes((bdir / name).read_bytes())
+        print(f"copied report.json and summary.txt to {out}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+    return 0
+
+
+def cmd_explore(args):
+    from .explore import ProcessExecutor, explore, format_points  # deferred: Amaranth
+    from .synth import SynthOptions  # deferred: imports Amaranth
+    cfg = hw_config(args)
+    t = hw_target(args.target)
+    if args.synth is not None and args.synth < 0:
+        raise UserError(f"--synth must be >= 0, not {args.synth}")
+    opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed)
+    try:
+        points, front = explore(cfg, t, args.schedule, args.freq, synth=args.synth or 0,
+                                executor=ProcessExecutor(args.jobs) if args.synth else None,
+                                build_root=args.build_dir, options=opts, quiet=args.quiet)
+    except SynthError as e:
+        raise UserError(str(e)) from None
+    print(f"network {cfg.name}: {'-'.join(map(str, cfg.layers))}, fo={list(cfg.fanout)}, "
+          f"{cfg.fmt}; {len(points)} legal C")
+    print(format_points(points, t))
+    fit = [p for p in front if p.est.fits]
+    print("Pareto front (samples/s vs LUTs" + (", fitting points" if fit else
+                                               ", nothing fits") + "): " +
+          ", ".join(f"C={p.cycle} ({p.samples_per_s:,.0f}/s, {p.lut:,} LUT)" for p in front))
+    result = {"command": "explore", "config": cfg.to_dict(), "target": t.to_dict(),
+              "schedule": args.schedule, "points": [p.to_dict() for p in points],
+              "pareto": [p.cycle for p in front], "versions": package_versions()}
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "explore.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "explore.txt").write_text(format_points(points, t) + "\n")
+        print(f"wrote {out / 'explore.json'} and {out / 'explore.txt'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    failed = [p for p in points if p.synth and p.synth["status"] not in ("ok",)]
+    return 1 if failed and len(failed) == sum(1 for p in points if p.synth) else 0

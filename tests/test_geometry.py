@@ -1,0 +1,96 @@
+# amaranth: UnusedElaboratable=no
+# (networks are built here only to read their signatures, never elaborated)
+"""The plain numbers of gen/geometry.py against the hardware they describe.
+
+The geometry computes widths arithmetically (no Amaranth); here each is
+compared with what Amaranth makes of the hardware's own expressions and
+signature, so the two cannot drift apart.
+"""
+import subprocess
+import sys
+
+import pytest
+from amaranth.hdl import Shape, Signal, signed
+
+from sparse_edge.gen.config import MAX_ETA_EXP, load_config
+from sparse_edge.gen.geometry import (K_MAX, LR_BITS, REFERENCE_OVERHEAD, STAGES,
+                                      WRITE_LATENCY, IntShape, NetworkGeometry, bits,
+                                      hardware_schedule)
+from sparse_edge.hdl.arith import _as_signed, round_shift_var
+from sparse_edge.hdl.harness import SynthHarness
+from sparse_edge.hdl.network import Network
+
+from .conftest import ROOT, make_config
+
+CONFIGS = [make_config([16, 8, 4], [2, 2], 16), make_config([16, 8, 4], [2, 2], 4),
+           make_config([64, 32, 32, 16], [4, 8, 4], 64),
+           make_config([16, 8, 4], [2, 2], 8, int_bits=3, frac_bits=8)]
+
+
+@pytest.mark.parametrize("lo, hi", [(0, 0), (0, 1), (1, 1), (2, 126), (0, 255), (-3, 4),
+                                    (-4, 3), (-5, 2), (-1, 0), (-8, -2), (-1, -1), (-512, 511),
+                                    (0, 1023), (3, 3)])
+def test_range_shape_is_amaranths(lo, hi):
+    s = Shape.cast(range(lo, hi + 1))
+    assert IntShape.for_range(lo, hi) == IntShape(s.width, s.signed)
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_operand_widths_are_the_hardwares(cfg):
+    """products(): the operand shapes of every multiplier, as the datapath's
+    expressions make them (the bias step through round_shift_var)."""
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
+    w = cfg.fmt.width
+    d = Signal(signed(w))
+    db = round_shift_var(-d, Signal(LR_BITS), K_MAX).shape()
+
+    def amaranth(s):
+        shape = _as_signed(Signal(Shape(s.width, s.signed))).shape()
+        return IntShape(shape.width, shape.signed)
+
+    for kind, count, a, b in geo.products():
+        if kind.endswith(" UP"):
+            assert a == IntShape(db.width, True)
+        elif kind.endswith(" BP"):
+            assert a == b == IntShape(w, True)
+        for op in (a, b):
+            assert amaranth(op) == op          # already as the signed operand
+    acts = {f"j{j} FF": geo.act_shape[j - 1] for j in range(1, cfg.L)}
+    for kind, count, a, b in geo.products():
+        if kind in acts:
+            assert a == amaranth(acts[kind]) and count == cfg.z[int(kind[1:].split()[0]) - 1]
+    assert geo.multipliers() == sum(p[1] for p in geo.products())
+
+
+@pytest.mark.parametrize("outputs", [False, True])
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
+def test_interface_bits_are_the_signatures(cfg, outputs):
+    """The harness widths the estimate uses equal the Network signature's."""
+    for kind in ("fast", "reference"):
+        net = Network(cfg, kind, outputs=outputs)
+        h = SynthHarness(net)
+        assert net.geometry.interface_bits(outputs) == (h.in_bits, h.out_bits)
+        assert net.beat_layout.size == net.geometry.beat_bits()
+        assert net.result_layout.size == net.geometry.result_bits(outputs)
+
+
+def test_numbers():
+    assert WRITE_LATENCY == max(STAGES) == 15
+    assert STAGES[WRITE_LATENCY] == "S_WR" and sorted(STAGES) == list(range(1, 16))
+    assert K_MAX == MAX_ETA_EXP and (1 << LR_BITS) == K_MAX + 1
+    assert [bits(n) for n in (1, 2, 3, 4, 5, 1024)] == [0, 1, 2, 2, 3, 10]
+    board = load_config(ROOT / "configs" / "board.toml")
+    assert board.cycle + REFERENCE_OVERHEAD == 36          # SPEC section 8
+    geo = NetworkGeometry(board, hardware_schedule(board, "fast"))
+    assert geo.clocks_per_sample == 32 and geo.beats_per_sample == 8
+    ref = NetworkGeometry(board, hardware_schedule(board, "reference"))
+    assert ref.clocks_per_sample == 32 + WRITE_LATENCY
+
+
+def test_check_needs_neither_amaranth_nor_numba():
+    code = ("import sys\nfrom sparse_edge.gen.cli import main\n"
+            f"assert main(['check', {str(ROOT / 'configs' / 'board.toml')!r}]) == 0\n"
+            "bad = [m for m in ('amaranth', 'numba') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
