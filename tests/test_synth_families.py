@@ -1,5 +1,12 @@
 """The Gowin GW5A and Xilinx 7-series flows (gen/synth.py, issue 13).
 
+* ``gw5a-138``: the small network (16-8-4, C=16) synthesized with
+  ``synth_gowin`` + our multiplier techmap, placed and routed by
+  nextpnr-himbaechel and packed by gowin_pack; the report is checked field by
+  field and against a resource/fmax baseline, like tests/test_synth.py.
+* ``xc7a100t``: the same network's Yosys ``synth_xilinx`` counts against a
+  baseline (no open place and route: fmax is reported as not available), and
+  ``--max-dsp`` moving multipliers into carry-chain trees.
 * ``gen/gowin_mul.v`` maps ``$mul`` cells onto the GW5A's MULT12X12: proven
   equal to ``$mul`` with a Yosys SAT miter for signed and unsigned products,
   one tile and several tiles (split operands), truncated and extended results;
@@ -8,6 +15,7 @@
 
 Tests needing a tool skip with a message naming it.
 """
+import json
 import random
 import subprocess
 from pathlib import Path
@@ -15,7 +23,12 @@ from pathlib import Path
 import pytest
 
 from sparse_edge.gen import synth
-from sparse_edge.gen.synth import ToolMissing, check_tools
+from sparse_edge.gen.estimate import estimate
+from sparse_edge.gen.synth import (TARGETS, Progress, SynthOptions, ToolMissing, check_tools,
+                                   synthesize)
+from sparse_edge.gen.targets import get_target
+
+from .conftest import make_config
 
 pytestmark = pytest.mark.tools
 
@@ -33,6 +46,138 @@ module MULT12X12(DOUT, A, B, CLK, CE, RESET);
   assign DOUT = $signed(A) * $signed(B);
 endmodule
 """
+
+
+#: Known-good results of the small network (Yosys 0.70, nextpnr-himbaechel
+#: 0.11.1, seed 1); same tolerances as tests/test_synth.py.
+BASELINES = {
+    "gw5a-138": {"lut": 3718, "ff": 2005, "bram": 3, "dsp": 11, "lutram": 82,
+                 "fmax_mhz": 164.8},
+    "xc7a100t": {"lut": 1294, "ff": 1707, "dsp": 8, "lutram": 144},
+}
+GROW, SHRINK, SLOW = 1.15, 0.6, 0.85
+
+
+def small(cycle=16):
+    return make_config([16, 8, 4], [2, 2], cycle, name=f"small{cycle}")
+
+
+def _quiet():
+    return Progress(quiet=True)
+
+
+@pytest.fixture(scope="module")
+def build_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("synth_families")
+
+
+def _build(target, build_root, **opts):
+    try:
+        check_tools(target)
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    return synthesize(small(), target, SynthOptions(**opts), build_root=build_root,
+                      progress=_quiet())
+
+
+@pytest.fixture(scope="module")
+def gw5a(build_root):
+    return _build("gw5a-138", build_root)
+
+
+@pytest.fixture(scope="module")
+def xc7(build_root):
+    return _build("xc7a100t", build_root, pnr=False)
+
+
+def _within_baseline(rep, target):
+    for k, b in BASELINES[target].items():
+        if k == "fmax_mhz":
+            got = rep["timing"]["fmax_mhz"]
+            assert got >= SLOW * b, f"fmax regressed: {got:.1f} MHz < {SLOW:.0%} of {b} MHz"
+            continue
+        got = rep["resources"][k]["used"]
+        assert got <= GROW * b, f"{k} grew: {got} > {GROW:.0%} of the baseline {b}"
+        assert got >= SHRINK * b, f"{k} shrank suspiciously: {got} < {SHRINK:.0%} of {b}"
+
+
+def test_gw5a_small_network_places_routes_and_packs(gw5a):
+    rep = gw5a
+    assert rep["status"] == "ok" and rep["target"]["name"] == "gw5a-138"
+    assert set(rep["tools"]) == {"yosys", "nextpnr-himbaechel-gowin", "gowin_pack"}
+    bdir = Path(rep["build_dir"])
+    # our techmap made the DSPs: Yosys maps none for gw5a by itself
+    assert "techmap -map gowin_mul.v t:$mul" in (bdir / "synth.ys").read_text()
+    assert rep["synth_cells"]["MULT12X12"] == rep["resources"]["dsp"]["used"] > 0
+    res = rep["resources"]
+    for k in ("lut", "ff", "bram", "dsp", "lutram", "io"):
+        assert 0 < res[k]["used"] <= res[k]["available"], k
+        assert res[k]["available"] == TARGETS["gw5a-138"].available[k], k
+    # the multipliers: 8 products, the three UP products (17 x 8) take two tiles
+    assert res["dsp"]["estimate"] == res["dsp"]["used"] == 11
+    tm = rep["timing"]
+    assert tm["fmax_mhz"] > 5 and tm["critical_path"]["delay_ns"] > 0
+    assert rep["throughput"]["samples_per_s"] == pytest.approx(tm["fmax_mhz"] * 1e6 / 16,
+                                                               rel=1e-3)
+    # the bitstream, and the clock on the global network (not fabric routing)
+    assert rep["bitstream"]["bytes"] == (bdir / "top.fs").stat().st_size > 1_000_000
+    assert "'dut.clk' net was routed" in (bdir / "nextpnr.log").read_text()
+    stored = json.loads((bdir / "report.json").read_text())
+    assert stored["bitstream"] == rep["bitstream"]
+    _within_baseline(rep, "gw5a-138")
+
+
+def test_gw5a_rebuild_is_cached(gw5a, build_root):
+    rep = _build("gw5a-138", build_root)
+    assert rep["cached"] and rep["build_key"] == gw5a["build_key"]
+
+
+def test_xc7_small_network_counts(xc7):
+    rep = xc7
+    assert rep["status"] == "synthesized" and set(rep["tools"]) == {"yosys"}
+    assert "no open place and route" in rep["fmax_unavailable"]
+    assert "throughput" in rep and "samples_per_s" not in rep["throughput"]
+    res = rep["resources"]
+    cells = rep["synth_cells"]
+    assert res["dsp"]["used"] == cells["DSP48E1"] == res["dsp"]["estimate"] == 8
+    # LUT RAM counted in LUTs (RAM32M / RAM64M: four each) and inside "lut"
+    assert res["lutram"]["used"] == 4 * (cells.get("RAM32M", 0) + cells.get("RAM64M", 0))
+    assert res["lut"]["used"] >= res["lutram"]["used"]
+    _within_baseline(rep, "xc7a100t")
+    assert "fmax: not available" in synth.format_report(rep)
+
+
+def test_xc7_without_pnr_flag_stops_after_yosys(xc7, build_root):
+    """There is no place and route for the 7-series: a plain run gives the
+    same (cached) Yosys counts instead of failing."""
+    rep = _build("xc7a100t", build_root)
+    assert rep["status"] == "synthesized" and rep["build_key"] == xc7["build_key"]
+
+
+def test_xc7_dsp_budget(xc7, build_root):
+    """--max-dsp on the 7-series: the surplus becomes softmul.v trees (CARRY4
+    chains), the estimate charges them."""
+    rep = _build("xc7a100t", build_root, pnr=False, max_dsp=4)
+    assert rep["soft_multipliers"] == 4
+    assert "techmap -map softmul.v @soft_muls" in \
+        (Path(rep["build_dir"]) / "synth.ys").read_text()
+    assert rep["resources"]["dsp"]["used"] == rep["resources"]["dsp"]["estimate"] == 4
+    assert rep["resources"]["lut"]["used"] > xc7["resources"]["lut"]["used"] + 4 * 30
+
+
+def test_board_network_estimates():
+    """The board network at C = 32: 354 multipliers; on the GW5A the 160 UP
+    products (17 x 8 bits) take two MULT12X12 each; on the 7-series the 240
+    DSP48E1 of the 100T take 240 of them with --max-dsp 240, and the 35T
+    does not fit."""
+    from sparse_edge.gen.config import load_config
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "board.toml")
+    e = estimate(cfg, "gw5a-138")
+    assert e.multipliers == 354 and e.resources["dsp"] == 354 + 160
+    e = estimate(cfg, "xc7a100t", max_dsp=240)
+    assert e.resources["dsp"] == 240 and e.soft_multipliers == 114
+    assert not estimate(cfg, "xc7a35t").fits
+    assert get_target("xc7a35t").pnr_tool is None
 
 
 def _yosys():
