@@ -107,6 +107,7 @@ class Family:
     lutram_unit: int = 1       # report's lutram count per LUT RAM (7-series: its LUTs)
     dsp_chunk: int = 0         # >0: products split in chunks of this many bits plus
     #                            a sign bit, one DSP per pair (gen/gowin_mul.v)
+    bram_roms: bool = True     # False: Yosys builds every ROM from logic (7-series)
 
 
 _DP16K = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
@@ -130,7 +131,7 @@ GW5A = Family("gw5a", 12, 12, 0,
 # FFs need no LUT.
 XC7 = Family("xc7", 25, 18, 0,
              (("RAMB18E1", _DP16K + ((512, 36),), 2),),
-             128.0, (32, 6, 8.0), 4.0, 0.0, lutram_unit=4)
+             128.0, (32, 6, 8.0), 4.0, 0.0, lutram_unit=4, bram_roms=False)
 FAMILIES = {"ecp5": ECP5, "ice40": ICE40, "gw5a": GW5A, "xc7": XC7}
 
 # Datapath logic of the blocks, fitted by least squares on the placed totals of
@@ -165,7 +166,7 @@ def _scaled(table, lut, ff):
 
 #: GW5A and 7-series logic relative to the ECP5 fit: LUT and FF factors
 #: fitted on the designs of docs/synthesis.md ("The GW5A-138 and Artix-7").
-_FAMILY_SCALE = {"gw5a": (1.0, 1.0), "xc7": (0.55, 1.0)}
+_FAMILY_SCALE = {"gw5a": (1.0, 1.0), "xc7": (0.44, 0.75)}
 for _f, (_l, _r) in _FAMILY_SCALE.items():
     _LOGIC[_f] = _scaled(_LOGIC["ecp5"], _l, _r)
     _CONTROL[_f] = _scaled(_CONTROL["ecp5"], _l, _r)
@@ -221,7 +222,7 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
     options = [(int(size / 16.0 if rom else float(size)), 0, "logic")]
     # block RAM: each primitive (name, shapes, reads per copy for a ROM)
     bram = {}
-    for prim, cfgs, rom_reads in fam.brams:
+    for prim, cfgs, rom_reads in (fam.brams if fam.bram_roms or not rom else ()):
         repl_d, mult_a = _bram_geometry(cfgs, fam.bram_cost, width, depth)
         if rom:
             repl_p, emu = math.ceil(reads / rom_reads), reads
