@@ -118,14 +118,14 @@ ICE40 = Family("ice40", 16, 16, 11,
                (("RAM4K", ((2048, 2), (1024, 4), (512, 8), (256, 16)), 1),),
                64.0, None, 0.0, 0.94)
 # GW5A (synth_gowin): Yosys' gowin memory library has the ECP5's costs and
-# shapes (16 Kbit BSRAM up to 512x36 in SDP, 16x4 LUT RAM of cost 4); the LUT
-# RAM sits beside the LUT4 positions nextpnr counts (lutram_luts 0); nextpnr
-# adds a pass-through LUT for almost every FF whose D input is not the LUT of
-# its own slice (small16: 1,965 for 2,005 FFs).  Multipliers: MULT12X12 tiles
-# of gen/gowin_mul.v.
+# shapes (16 Kbit BSRAM up to 512x36 in SDP, 16x4 LUT RAM of cost 4); a LUT
+# RAM (RAM16SDP4) takes the 8 LUT4 positions of its CFU as nextpnr counts
+# them, an ALU one; placement adds a pass-through LUT for some FFs (small16:
+# 2,912 LUT4 positions = 935 LUTs + 818 ALUs + 8 x 82 RAMs + 503 for 2,005
+# FFs).  Multipliers: MULT12X12 tiles of gen/gowin_mul.v.
 GW5A = Family("gw5a", 12, 12, 0,
               (("DPB", _DP16K, 2), ("SDPB", _DP16K + ((512, 36),), 1)),
-              128.0, (16, 4, 4.0), 0.0, 0.98, dsp_chunk=11)
+              128.0, (16, 4, 4.0), 8.0, 0.25, dsp_chunk=11)
 # 7-series (synth_xilinx): RAMB18E1 as the 18 Kbit unit, LUT RAM as RAM32M
 # (32 x 6 bits in four LUTs, counted as four LUTs of lutram), DSP48E1 25x18;
 # FFs need no LUT.

@@ -47,12 +47,15 @@ def synth_resources(family, cells):
                 "lutram": dpr,
                 "io": None}
     if family == "gw5a":
-        # a LUT4 position holds a LUT4 or an ALU (carry) cell; the MUX2_LUT5..8
-        # wide-function muxes sit beside the LUTs and are not counted
-        lut = sum(g(f"LUT{i}", 0) for i in range(1, 5)) + g("ALU", 0)
+        # LUT4 positions as nextpnr counts them: a LUT4 position holds a LUT4
+        # or an ALU (carry) cell, a RAM16SDP4 takes the 8 LUT4 positions of its
+        # CFU; the MUX2_LUT5..8 wide-function muxes sit beside the LUTs.
+        # Placement adds pass-through LUTs for some FFs (~0.25 per FF).
+        ram = _count(cells, ("RAM16S",))
+        lut = sum(g(f"LUT{i}", 0) for i in range(1, 5)) + g("ALU", 0) + 8 * ram
         return {"lut": lut, "ff": _count(cells, ("DFF",)),
                 "bram": _count(cells, _GOWIN_BSRAM), "dsp": g("MULT12X12", 0),
-                "lutram": _count(cells, ("RAM16S",)), "io": None}
+                "lutram": ram, "io": None}
     if family == "xc7":
         # LUTs as Vivado counts them: logic (LUT1..6, INV as a LUT1) and memory
         # (a LUT RAM or shift register occupies its LUT positions)
@@ -82,9 +85,9 @@ _PNR_KEYS = {"ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD
                       "dsp": "MULT18X18D", "lutram": "TRELLIS_RAMW", "io": "TRELLIS_IO"},
              "ice40": {"lut": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
                        "io": "SB_IO"},
-             # an ALU takes the LUT4 position of its slice: LUT4 + ALU of the
-             # LUT4 positions
-             "gw5a": {"lut": ("LUT4", "ALU"), "ff": "DFF", "bram": "BSRAM",
+             # LUT4 counts every LUT4 position in use (ALUs, LUT RAMs and
+             # pass-through LUTs included)
+             "gw5a": {"lut": "LUT4", "ff": "DFF", "bram": "BSRAM",
                       "dsp": "MULT12X12", "lutram": "RAM16SDP4", "io": "IOB"}}
 
 
