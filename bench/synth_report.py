@@ -66,7 +66,7 @@ def load_case(spec):
         p = Path(cfg_spec)
         cfg = load_config(p if p.is_absolute() or p.exists() else ROOT / p)
     if cycle is not None and cycle != cfg.cycle:
-        cfg = cfg.with_(cycle=cycle, name=f"{cfg.name}-c{cycle}")
+        cfg = cfg.with_(cycle=cycle, name=f"{cfg.name}_c{cycle}")
     return cfg, target
 
 

@@ -36,6 +36,7 @@ Every rule of SPEC section 2 is checked here; a broken rule raises
 """
 
 import difflib
+import re
 import hashlib
 import json
 import math
@@ -45,12 +46,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SparseEdgeError
 from .fixedpoint import MAX_WIDTH, MIN_FRAC_BITS, QFormat
-from .interleaver import KINDS, PatternError, make_pattern
+from .interleaver import KINDS, duplicate_message, make_pattern, straddle_duplicate
 from .tables import activation_table
 
-__all__ = ["ConfigError", "NetworkConfig", "load_config", "parse_config", "legal_cycles",
-           "SCHEDULES", "NO_UPDATE"]
+__all__ = ["ConfigError", "check_identifier", "NetworkConfig", "load_config", "parse_config",
+           "legal_cycles", "SCHEDULES", "NO_UPDATE"]
 
 SCHEDULES = ("reference", "fast", "sequential")
 #: Learning-rate exponent that marks a sample as "no update" (evaluation).
@@ -59,6 +61,18 @@ NO_UPDATE = -1
 MAX_ETA_EXP = 15
 #: Default (and largest default) activation ROM address width.
 MAX_DEFAULT_TABLE_BITS = 12
+
+# Limits checked at parse time, before any allocation or search, so that any
+# config file is accepted or refused in bounded time and memory
+# (docs/reliability.md).  They are far above any network an FPGA can hold.
+#: Largest config file read (bytes).
+MAX_CONFIG_BYTES = 1 << 16
+#: Most layers in a network (L).
+MAX_LAYERS = 64
+#: Most neurons in one layer.
+MAX_NEURONS = 1 << 20
+#: Most edges (p * fo) in one junction.
+MAX_EDGES = 1 << 20
 
 _SCHEMA = {
     "": {"name", "layers", "fanout", "z", "cycle", "format", "interleaver", "init", "data",
@@ -72,12 +86,62 @@ _SCHEMA = {
 _REQUIRED = {"": ("layers", "fanout"), "format": ("int_bits", "frac_bits")}
 
 
-class ConfigError(ValueError):
+class ConfigError(SparseEdgeError, ValueError):
     """An illegal network configuration; the message names the broken rule."""
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Longest name accepted (a config's name, a top module's name).
+MAX_NAME = 64
+# Verilog-2005 keywords (a top module cannot be called one of these)
+_VERILOG_KEYWORDS = frozenset("""
+always and assign automatic begin buf bufif0 bufif1 case casex casez cell cmos config
+deassign default defparam design disable edge else end endcase endconfig endfunction
+endgenerate endmodule endprimitive endspecify endtable endtask event for force forever fork
+function generate genvar highz0 highz1 if ifnone incdir include initial inout input instance
+integer join large liblist library localparam macromodule medium module nand negedge nmos nor
+noshowcancelled not notif0 notif1 or output parameter pmos posedge primitive pull0 pull1
+pulldown pullup pulsestyle_ondetect pulsestyle_onevent rcmos real realtime reg release repeat
+rnmos rpmos rtran rtranif0 rtranif1 scalared showcancelled signed small specify specparam
+strong0 strong1 supply0 supply1 table task time tran tranif0 tranif1 tri tri0 tri1 triand
+trior trireg unsigned use uwire vectored wait wand weak0 weak1 while wire wor xnor xor
+""".split())
+
+
+def check_identifier(name, what="name", module=False):
+    """``name`` if it is a plain Verilog identifier (letters, digits and
+    ``_``, not starting with a digit, at most ``MAX_NAME`` characters; for a
+    ``module`` name also not a keyword), else :class:`ConfigError`.  Names
+    become module names and parts of file names, so nothing else is accepted
+    (no path can be built from a name that escapes its folder)."""
+    if not isinstance(name, str):
+        raise ConfigError(f"{what} must be a string, not {_short(name)}")
+    if not _IDENTIFIER.fullmatch(name) or len(name) > MAX_NAME:
+        raise ConfigError(f"{what} {_short(name)} is not a Verilog identifier: use letters, "
+                          f"digits and '_', not starting with a digit, at most {MAX_NAME} "
+                          f"characters (e.g. {_suggest(name)!r})")
+    if module and name in _VERILOG_KEYWORDS:
+        raise ConfigError(f"{what} {name!r} is a Verilog keyword; choose another name "
+                          f"(e.g. {name + '_top'!r})")
+    return name
+
+
+def _suggest(name):
+    s = re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_")[:MAX_NAME] or "network"
+    return s if not s[0].isdigit() else f"n{s}"[:MAX_NAME]
+
+
 def _divisors(x):
-    return [d for d in range(1, x + 1) if x % d == 0]
+    """Divisors of ``x`` in increasing order (O(sqrt x) steps)."""
+    small, large = [], []
+    d = 1
+    while d * d <= x:
+        if x % d == 0:
+            small.append(d)
+            if d * d != x:
+                large.append(x // d)
+        d += 1
+    return small + large[::-1]
 
 
 def cycle_rule_violations(layers, fanout, cycle):
@@ -99,13 +163,17 @@ def cycle_rule_violations(layers, fanout, cycle):
 
 
 def _pattern_problem(layers, fanout, cycle, kind, seed):
+    """Rule 4 (no duplicate edge) for junction-cycle length ``cycle``: the
+    message of the first violation, or ``None``.  Only neurons that straddle a
+    sweep boundary can have one (:func:`~.interleaver.straddle_duplicate`), so
+    this costs at most ``fo - 1`` neurons' edges per junction."""
     for i in range(1, len(layers)):
         p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
         z = p * fo // cycle
-        try:
-            make_pattern(kind, p, n, fo, z, seed, i).check()
-        except PatternError as e:
-            return f"rule 4: junction {i} (z={z}): {e}"
+        dup = straddle_duplicate(kind, p, n, fo, z, seed, i)
+        if dup is not None:
+            return (f"rule 4: junction {i} (z={z}): "
+                    f"{duplicate_message(*dup, p * fo // n, fo, n)}")
     return None
 
 
@@ -287,9 +355,15 @@ def _check_keys(raw):
                 raise ConfigError(f"missing required key {key!r} in {where}")
 
 
+def _short(value, limit=60):
+    """``repr(value)`` cut to ``limit`` characters (error messages stay one line)."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
 def _int(value, what, lo=None, hi=None):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} must be an integer, not {value!r}")
+        raise ConfigError(f"{what} must be an integer, not {_short(value)}")
     if lo is not None and value < lo:
         raise ConfigError(f"{what} must be >= {lo}, not {value}")
     if hi is not None and value > hi:
@@ -299,12 +373,11 @@ def _int(value, what, lo=None, hi=None):
 
 def _int_list(value, what, length=None):
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{what} must be a non-empty list of integers, not {value!r}")
-    out = tuple(_int(v, f"{what}[{i}]", lo=1) for i, v in enumerate(value))
-    if length is not None and len(out) != length:
+        raise ConfigError(f"{what} must be a non-empty list of integers, not {_short(value)}")
+    if length is not None and len(value) != length:
         raise ConfigError(f"{what} must have {length} entries (one per junction), "
-                          f"not {len(out)}")
-    return out
+                          f"not {len(value)}")
+    return tuple(_int(v, f"{what}[{i}]", lo=1) for i, v in enumerate(value))
 
 
 def parse_config(raw, source=None):
@@ -312,13 +385,23 @@ def parse_config(raw, source=None):
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a table of keys")
     _check_keys(raw)
+    if isinstance(raw["layers"], list) and len(raw["layers"]) > MAX_LAYERS:
+        raise ConfigError(f"layers lists {len(raw['layers'])} layers; at most {MAX_LAYERS} are "
+                          f"supported")
     layers = _int_list(raw["layers"], "layers")
     if len(layers) < 2:
         raise ConfigError(f"layers must list at least 2 layers (L >= 2), not {len(layers)}")
+    for h, n in enumerate(layers):
+        if n > MAX_NEURONS:
+            raise ConfigError(f"layers[{h}]={n} exceeds the largest supported layer "
+                              f"({MAX_NEURONS:,} neurons)")
     J = len(layers) - 1
     fanout = _int_list(raw["fanout"], "fanout", J)
     for i in range(1, J + 1):
         p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
+        if p * fo > MAX_EDGES:
+            raise ConfigError(f"junction {i} has p*fo = {p}*{fo} = {p * fo:,} edges; at most "
+                              f"{MAX_EDGES:,} per junction are supported")
         if fo > n:
             raise ConfigError(f"fanout[{i - 1}]={fo} exceeds the {n} right neurons of "
                               f"junction {i}")
@@ -419,21 +502,37 @@ def parse_config(raw, source=None):
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
-    name = raw.get("name", Path(source).stem if source else "network")
-    if not isinstance(name, str):
-        raise ConfigError(f"name must be a string, not {name!r}")
+    if "name" in raw:
+        name = check_identifier(raw["name"], "name")
+    else:   # from the file name, made an identifier
+        name = _suggest(Path(source).stem) if source else "network"
     return NetworkConfig(name, layers, fanout, cycle, fmt, table_bits, kind, il_seed,
                          init_seed, init_file, inputs, classes, epochs, eta, shuffle_seed,
                          schedule, source=str(source) if source else None)
 
 
 def load_config(path):
-    """Read and validate a TOML config file."""
+    """Read and validate a TOML config file (at most ``MAX_CONFIG_BYTES``)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the path of a .toml file")
     try:
-        raw = tomllib.loads(path.read_text())
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; a "
+                          f"network config is a few hundred bytes of TOML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a config is a TOML "
+                          f"text file") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:

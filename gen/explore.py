@@ -154,7 +154,7 @@ def enumerate_points(cfg, target, schedule="fast", freq_mhz=None):
     """Every legal ``C`` of ``cfg``'s network, smallest first, with estimates."""
     pts = []
     for c, z in legal_cycles(cfg.layers, cfg.fanout, cfg.interleaver, cfg.interleaver_seed):
-        sub = cfg if c == cfg.cycle else cfg.with_(cycle=c, name=f"{cfg.name}-c{c}")
+        sub = cfg if c == cfg.cycle else cfg.with_(cycle=c, name=f"{cfg.name}_c{c}")
         pts.append(Point(c, z, sub, estimate(sub, target, schedule, freq_mhz)))
     return pts
 

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..boards.ecp5 import global_enable as ecp5_global_enable
+from . import output
 from ..hdl.harness import SynthHarness
 from ..hdl.network import Network
 from .estimate import estimate as analytic_estimate
@@ -134,24 +135,37 @@ ENABLE_BUFFERS = {"ecp5": ecp5_global_enable}
 
 
 def emit_harnessed(cfg, schedule="fast", name="sparse_edge_top", cache_dir=None,
-                   family=None, global_enable=False):
+                   family=None, global_enable=False, warn=None):
     """Verilog of ``SynthHarness(Network(cfg, schedule))``; cached in
     ``cache_dir`` by config + sources + tool versions.  With ``global_enable``
     and a ``family`` in :data:`ENABLE_BUFFERS` the network's clock enable is put
-    on a global buffer.  Returns ``(text, cached)``."""
+    on a global buffer.  Returns ``(text, cached)``.
+
+    A cache entry is ``NAME-KEY.v`` with its SHA-256 beside it
+    (``NAME-KEY.v.sha256``, written after it); an entry whose text does not
+    match is re-emitted, with a ``warn`` message."""
     buffer = ENABLE_BUFFERS.get(family) if global_enable else None
     buffered = buffer is not None
     if cache_dir is not None:
         key = _emit_key(cfg, schedule, name, buffered)
         path = Path(cache_dir) / f"{cfg.name}-{key}.v"
-        if path.exists():
-            return path.read_text(), True
+        digest = path.with_name(path.name + ".sha256")
+        if path.exists() or digest.exists():
+            try:
+                v = path.read_text()
+                if hashlib.sha256(v.encode()).hexdigest() == digest.read_text().strip():
+                    return v, True
+                problem = "contents differ from their hash"
+            except (OSError, UnicodeDecodeError) as e:
+                problem = str(e)
+            if warn:
+                warn(f"warning: cached Verilog {path} is damaged ({problem}); emitting it again")
     v, _il = emit(SynthHarness(Network(cfg, schedule, enable_buffer=buffer)), name)
     if cache_dir is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(v)
-        tmp.replace(path)
+        digest.unlink(missing_ok=True)
+        output.write_text(path, v)
+        output.write_text(digest, hashlib.sha256(v.encode()).hexdigest() + "\n")
     return v, False
 
 
@@ -326,6 +340,58 @@ def pnr_key(argv, tools, target):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+#: The manifest of each finished step of a build (its files' hashes; the
+#: step is reused only when they all verify).
+STEP_MANIFESTS = {"yosys": "yosys.done", "nextpnr": "nextpnr.done", "pack": "pack.done"}
+
+
+def _step_intact(bdir, step, progress, pnr_key=None):
+    """A finished ``step`` of the build ``bdir`` that can be reused: its
+    manifest verifies (and is for this place-and-route key).  A damaged one is
+    reported and redone."""
+    name = STEP_MANIFESTS[step]
+    if not (bdir / name).exists():
+        return False
+    problems = output.verify(bdir, step, name)
+    if not problems and pnr_key is not None and \
+            output.read_manifest(bdir, name).get("pnr_key") != pnr_key:
+        return False                          # another nextpnr run: not damage, just stale
+    if problems:
+        progress.message(f"warning: {step} results in {bdir} are damaged ({problems[0]}); "
+                         f"running {step} again")
+    return not problems
+
+
+def _cached_report(bdir, opts, pkey, progress, run_pnr=True, need_pack=False):
+    """The finished report of this build, or ``None``: it must be readable,
+    of this report version and options (with a bitstream if one is wanted),
+    and every step it rests on intact."""
+    path = bdir / "report.json"
+    if not path.exists():
+        return None
+    try:
+        rep = json.loads(path.read_text())
+        if not isinstance(rep, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        progress.message(f"warning: {path} is unreadable ({e}); rebuilding")
+        return None
+    if rep.get("report_version") != REPORT_VERSION or rep.get("max_dsp") != opts.max_dsp:
+        return None
+    if rep.get("status") == "ok" and rep.get("pnr_key") == pkey and \
+            (rep.get("bitstream") or not need_pack):
+        steps = ("yosys", "nextpnr")
+    elif rep.get("status") in ("ok", "synthesized") and not run_pnr:
+        steps = ("yosys",)
+    else:
+        return None
+    if need_pack and "nextpnr" in steps:
+        steps += ("pack",)
+    intact = [_step_intact(bdir, s, progress, pnr_key=pkey if s == "nextpnr" else None)
+              for s in steps]
+    return rep if all(intact) else None
+
+
 def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, force=False):
     """Synthesize, place and route ``cfg`` for ``target``; returns the report dict.
 
@@ -344,7 +410,8 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     t_emit = time.monotonic()
     progress.start("emit Verilog (elaborate the network)")
     verilog, cached = emit_harnessed(cfg, opts.schedule, opts.top, build_root / "verilog",
-                                     family=target.family, global_enable=opts.global_enable)
+                                     family=target.family, global_enable=opts.global_enable,
+                                     warn=progress.message)
     emit_s = progress.done(" (cached)" if cached else "")
     est = analytic_estimate(cfg, target, schedule=opts.schedule, freq_mhz=freq,
                             max_dsp=opts.max_dsp)
@@ -358,20 +425,16 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     # no open place and route (7-series): Yosys counts only
     run_pnr = opts.pnr and pnr_argv is not None
     pkey = pnr_key(pnr_argv, tools, target)
-    if report_path.exists() and not force:
-        rep = json.loads(report_path.read_text())
-        if rep.get("report_version") == REPORT_VERSION and rep.get("max_dsp") == opts.max_dsp \
-                and ((rep.get("status") == "ok" and rep.get("pnr_key") == pkey
-                      and (rep.get("bitstream") or not (opts.pack and target.pack_tool)))
-                     or (rep.get("status") in ("ok", "synthesized") and not run_pnr)):
-            progress.message(f"unchanged: report from {bdir} "
-                             f"({time.monotonic() - t_emit:.1f} s)")
-            refresh_estimate(rep, est, target)
-            rep["cached"] = True
-            return rep
+    need_pack = bool(opts.pack and target.pack_tool)
+    rep = None if force else _cached_report(bdir, opts, pkey, progress, run_pnr, need_pack)
+    if rep is not None:
+        progress.message(f"unchanged: report from {bdir} ({time.monotonic() - t_emit:.1f} s)")
+        refresh_estimate(rep, est, target)
+        rep["cached"] = True
+        return rep
     bdir.mkdir(parents=True, exist_ok=True)
-    (bdir / "top.v").write_text(verilog)
-    (bdir / "config.toml").write_text(cfg.to_toml())
+    output.write_text(bdir / "top.v", verilog)
+    output.write_text(bdir / "config.toml", cfg.to_toml())
 
     sched = hardware_schedule(cfg, opts.schedule)
     steps = [{"step": "emit", "seconds": round(emit_s, 2), "cached": cached}]
@@ -397,25 +460,24 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     def write(status, **extra):
         report["status"] = status
         report.update(extra)
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
-        (bdir / "summary.txt").write_text(format_report(report) + "\n")
+        output.write_text(bdir / "summary.txt", format_report(report) + "\n")
+        output.write_json(report_path, report)          # last: it is what a rerun reads
 
     # -- yosys
     stat_path, net_path = bdir / "yosys_stat.json", bdir / "top.json"
-    done_marker = bdir / "yosys.done"
-    if done_marker.exists() and stat_path.exists() and net_path.exists() and not force:
+    if not force and _step_intact(bdir, "yosys", progress):
         progress.message("yosys: netlist from an earlier run of this build")
         steps.append({"step": "yosys", "seconds": 0.0, "cached": True})
     else:
-        done_marker.unlink(missing_ok=True)
+        (bdir / STEP_MANIFESTS["yosys"]).unlink(missing_ok=True)
 
-        def run_yosys(script, text, log, output, step_name, step):
-            """Run ``text`` as ``script`` logging to ``log``; ``output`` must appear."""
-            (bdir / script).write_text(text)
+        def run_yosys(script, text, log, output_name, step_name, step):
+            """Run ``text`` as ``script`` logging to ``log``; ``output_name`` must appear."""
+            output.write_text(bdir / script, text)
             argv = [tools["yosys"][0], "-q", "-l", log, "-s", script]
             rc, secs = run_tool("yosys", argv, bdir, log, progress, step)
             steps.append({"step": step_name, "seconds": round(secs, 2)})
-            if rc != 0 or not (bdir / output).exists():
+            if rc != 0 or not (bdir / output_name).exists():
                 log = bdir / log
                 errs = error_lines(log) or error_lines(bdir / f"{log.name}.out")
                 write("yosys_failed")
@@ -440,7 +502,8 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
                                    _soft_selection(cells, soft, target.family))
         run_yosys("synth.ys", script, "yosys.log", stat_path.name, "yosys",
                   f"yosys synth_{target.family}")
-        done_marker.write_text("ok\n")
+        output.write_manifest(bdir, "yosys", ["top.v", "synth.ys", stat_path.name,
+                                              net_path.name], name=STEP_MANIFESTS["yosys"])
     cells = cell_counts(json.loads(stat_path.read_text()))
     used = synth_resources(target.family, cells)
     report["synth_cells"] = cells
@@ -468,18 +531,18 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
 
     # -- nextpnr
     pnr_json = bdir / "nextpnr_report.json"
-    pnr_marker = bdir / "nextpnr.done"
-    if pnr_marker.exists() and pnr_json.exists() and not force and \
-            pnr_marker.read_text().strip() == pkey:
+    pnr_marker = bdir / STEP_MANIFESTS["nextpnr"]
+    if not force and _step_intact(bdir, "nextpnr", progress, pnr_key=pkey):
         progress.message("nextpnr: placed design from an earlier run of this build")
         steps.append({"step": "nextpnr", "seconds": 0.0, "cached": True})
         rc = 0
     else:
         pnr_marker.unlink(missing_ok=True)
         pnr_json.unlink(missing_ok=True)
+        (bdir / STEP_MANIFESTS["pack"]).unlink(missing_ok=True)   # packs the old placement
         cname, ctext, _ = target.constraints(freq)
-        (bdir / cname).write_text(ctext)
-        (bdir / "nextpnr.cmd").write_text(" ".join(pnr_argv[1:]) + "\n")
+        output.write_text(bdir / cname, ctext)
+        output.write_text(bdir / "nextpnr.cmd", " ".join(pnr_argv[1:]) + "\n")
         rc, secs = run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
                              f"{target.pnr_tool} place & route ({freq:g} MHz target)")
         steps.append({"step": "nextpnr", "seconds": round(secs, 2)})
@@ -489,7 +552,9 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         raise PnRFailed(f"place & route failed ({target.pnr_tool} exit {rc}) for "
                         f"{cfg.name} on {target.name}: {' | '.join(errs) or 'no ERROR line'}; "
                         f"log: {bdir / 'nextpnr.log'}")
-    pnr_marker.write_text(pkey + "\n")
+    placed = ["pnr.json"] if target.pack_tool else []       # the packer's input
+    output.write_manifest(bdir, "nextpnr", ["nextpnr.cmd", pnr_json.name, *placed],
+                          extra={"pnr_key": pkey}, name=STEP_MANIFESTS["nextpnr"])
     pnr = json.loads(pnr_json.read_text())
     pres = pnr_resources(target.family, pnr.get("utilization", {}))
     report["resources"] = resources_table(target, used, pres, est.resources)
@@ -506,17 +571,17 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
 
 def _pack(bdir, tools, target, progress, steps, write, force):
     """Run the bitstream packer on the placed design; ``{"file", "bytes",
-    "tool"}``.  Cached by the placement it packs (``pnr.json``'s digest)."""
-    out, marker = bdir / "top.fs", bdir / "pack.done"
-    key = f"{_digest(bdir / 'pnr.json')} {tools[target.pack_tool][1]}"
-    if out.exists() and marker.exists() and marker.read_text().strip() == key and not force:
+    "tool"}``.  Reused while its manifest (the placement it packed and the
+    bitstream) verifies."""
+    out = bdir / "top.fs"
+    if not force and _step_intact(bdir, "pack", progress):
         progress.message("pack: bitstream from an earlier run of this build")
         steps.append({"step": "pack", "seconds": 0.0, "cached": True})
     else:
-        marker.unlink(missing_ok=True)
+        (bdir / STEP_MANIFESTS["pack"]).unlink(missing_ok=True)
         out.unlink(missing_ok=True)
         argv = _pack_argv(tools[target.pack_tool][0], target)
-        (bdir / "pack.cmd").write_text(" ".join(argv[1:]) + "\n")
+        output.write_text(bdir / "pack.cmd", " ".join(argv[1:]) + "\n")
         rc, secs = run_tool(target.pack_tool, argv, bdir, "pack.log", progress,
                             f"{target.pack_tool} bitstream")
         steps.append({"step": "pack", "seconds": round(secs, 2)})
@@ -526,5 +591,7 @@ def _pack(bdir, tools, target, progress, steps, write, force):
             raise ToolFailed(f"bitstream packing failed ({target.pack_tool} exit {rc}) for "
                              f"{target.name}: {' | '.join(errs) or 'no ERROR line'}; "
                              f"log: {bdir / 'pack.log.out'}")
-        marker.write_text(key + "\n")
+        output.write_manifest(bdir, "pack", ["pack.cmd", "pnr.json", out.name],
+                              extra={"tool": tools[target.pack_tool][1]},
+                              name=STEP_MANIFESTS["pack"])
     return {"file": out.name, "bytes": out.stat().st_size, "tool": target.pack_tool}
