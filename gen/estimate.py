@@ -46,10 +46,10 @@ __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junct
 #: Clock assumed for throughput when no --freq is given (MHz): what the
 #: current pipeline reaches after place & route (docs/synthesis.md).  ECP5:
 #: the 11 measured designs run at 51.9 (board@64 with every DSP in use) to
-#: 94.6 MHz, the big ones at 51.9 and 61.1; iCE40: 29.2-29.9 MHz; GW5A:
-#: nextpnr's figure for the measured designs (Apycula timing model, not
-#: checked on a board); 7-series: not measured (no open timing analysis here),
-#: the issue's 60 MHz target.
+#: 94.6 MHz, the big ones at 51.9 and 61.1; iCE40: 29.2-29.9 MHz; GW5A: the
+#: issue's 60 MHz target (small16: 165-220 MHz in nextpnr's Apycula timing
+#: model, not checked on a board; no big design measured yet); 7-series: not
+#: measured (no open timing analysis here), the same 60 MHz.
 TYPICAL_FMAX_MHZ = {"ecp5": 55.0, "ice40": 28.0, "gw5a": 60.0, "xc7": 60.0}
 
 
