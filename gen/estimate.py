@@ -156,8 +156,10 @@ _CONTROL["ice40"] = {k: v * (0.75 if k.startswith("lut") else 0.8)
 #: LUTs of a multiplier built from logic (DSP budget), per row of its
 #: narrower operand and bit of its product: the ECP5 shift-and-add tree of
 #: gen/softmul.v (carry chains; measured 151 LUTs for 8x10->18, 211 for
-#: 10x10->20), the iCE40 Yosys ``booth`` (196 and 183 SB_LUT4).
-_SOFT_MUL = {"ecp5": 1.05, "ice40": 1.15, "gw5a": 1.05, "xc7": 0.6}
+#: 10x10->20), the iCE40 Yosys ``booth`` (196 and 183 SB_LUT4); the 7-series
+#: softmul.v trees on CARRY4: 541 LUTs for one 7x10->17 and three 8x10->18
+#: products (0.98 per row and bit); GW5A: assumed as the ECP5 (unmeasured).
+_SOFT_MUL = {"ecp5": 1.05, "ice40": 1.15, "gw5a": 1.05, "xc7": 1.0}
 
 
 def _scaled(table, lut, ff):
