@@ -153,6 +153,8 @@ def build_parser():
     p.add_argument("--out", help="also copy report.json and summary.txt here")
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--no-pnr", action="store_true", help="stop after Yosys (cell counts only)")
+    p.add_argument("--no-pack", action="store_true",
+                   help="no bitstream after place & route (gw5a-138: gowin_pack)")
     p.add_argument("--ignore-fit", action="store_true",
                    help="run nextpnr even when Yosys' counts exceed the device")
     p.add_argument("--rebuild", action="store_true", help="ignore a finished build")

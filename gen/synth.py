@@ -100,7 +100,9 @@ def check_tools(target):
     reported before any long step).  Returns ``{tool: (command, version)}``."""
     target = get_target(target)
     out = {}
-    for tool in ("yosys", target.pnr_tool):
+    for tool in ("yosys", target.pnr_tool, target.pack_tool):
+        if tool is None:
+            continue
         cmd = tool_command(tool)
         out[tool] = (cmd, tool_version(tool, cmd))
     return out
@@ -188,6 +190,7 @@ class SynthOptions:
     max_dsp: int | None = None         # DSP budget: excess multipliers go to LUTs
     check_fit: bool = True
     pnr: bool = True                   # False: stop after Yosys (resource counts only)
+    pack: bool = True                  # write the bitstream where the target has a packer
     top: str = "sparse_edge_top"
     #: ECP5: distribute the network's clock enable on a global buffer (DCCA)
     global_enable: bool = True
@@ -200,6 +203,17 @@ class SynthOptions:
 
 
 SOFTMUL_V = Path(__file__).with_name("softmul.v")
+#: $mul -> GW5A MULT12X12 (synth_gowin maps no multipliers to DSPs for gw5a).
+GOWIN_MUL_V = Path(__file__).with_name("gowin_mul.v")
+#: Families whose Yosys run always starts from the pre-pass (their multipliers
+#: are mapped by a techmap of ours, at the widths ``wreduce`` leaves).
+_PREPARED = {"gw5a"}
+#: Families whose surplus multipliers (``--max-dsp``) are ``softmul.v`` trees
+#: (a carry chain in the fabric); the others use Yosys ``booth``.
+_SOFTMUL_FAMILIES = {"ecp5", "gw5a", "xc7"}
+#: Yosys synthesis command per family.
+_SYNTH_CMD = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp",
+              "gw5a": "synth_gowin -family gw5a", "xc7": "synth_xilinx -family xc7 -flatten"}
 
 
 def _prepare_script(top):
@@ -211,25 +225,34 @@ def _prepare_script(top):
             f"write_rtlil pre.il\n")
 
 
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def _yosys_script(target, opts, soft_muls=0, selection="@SELECTION@"):
     """Yosys script.  With ``soft_muls``, the design comes from the pre-pass
     (:func:`_prepare_script`) and ``selection`` (a ``select`` expression for
     that many ``$mul`` cells) is built from logic before the DSP mapping sees
-    it: the shift-and-add trees of ``softmul.v`` on the ECP5, ``booth`` on
-    the iCE40 (where it is the smaller of the two)."""
+    it: the shift-and-add trees of ``softmul.v`` on the ECP5, GW5A and
+    7-series, ``booth`` on the iCE40 (where it is the smaller of the two).
+    On the GW5A the design always comes from the pre-pass and the remaining
+    ``$mul`` cells become MULT12X12 through ``gowin_mul.v`` (Yosys maps none
+    for that family)."""
     extra = " ".join(opts.yosys_args)
-    cmd = "synth_ecp5" if target.family == "ecp5" else "synth_ice40 -dsp"
-    synth = f"{cmd} -top {opts.top} -json top.json {extra}".strip()
+    synth = f"{_SYNTH_CMD[target.family]} -top {opts.top} -json top.json {extra}".strip()
+    tail = f"{synth}\ntee -q -o yosys_stat.json stat -json\n"
+    if target.family == "gw5a":
+        tail = (f"# gowin_mul.v {_digest(GOWIN_MUL_V)}\ntechmap -map gowin_mul.v t:$mul\n"
+                + tail)
     if not soft_muls:
-        return f"read_verilog top.v\n{synth}\ntee -q -o yosys_stat.json stat -json\n"
-    if target.family == "ecp5":
-        digest = hashlib.sha256(SOFTMUL_V.read_bytes()).hexdigest()[:16]
-        soft = f"# softmul.v {digest}\ntechmap -map softmul.v @soft_muls\n"
+        head = "read_rtlil pre.il\n" if target.family in _PREPARED else "read_verilog top.v\n"
+        return head + tail
+    if target.family in _SOFTMUL_FAMILIES:
+        soft = f"# softmul.v {_digest(SOFTMUL_V)}\ntechmap -map softmul.v @soft_muls\n"
     else:
         soft = "booth @soft_muls\n"
     return (f"read_rtlil pre.il\n# {soft_muls} multipliers in logic\n"
-            f"select -set soft_muls {selection}\n{soft}select -clear\n"
-            f"{synth}\ntee -q -o yosys_stat.json stat -json\n")
+            f"select -set soft_muls {selection}\n{soft}select -clear\n" + tail)
 
 
 def _mul_cells(dump):
@@ -271,15 +294,32 @@ def _soft_selection(cells, n, family):
 
 
 def _nextpnr_argv(cmd, target, opts, freq):
+    """nextpnr command line (None for a target without place and route)."""
+    if cmd is None:
+        return None
     # router2: on a 10k-LUT ECP5 design it finishes in ~1.5 min where router1
     # was still negotiating congestion after 15 (docs/synthesis.md)
     # The clock goes on the board's clock pin: an auto-placed clock input need
     # not reach the global network (router2 then fails to route it).
+    # nextpnr-himbaechel-gowin: its default router (router2 hit the same
+    # clock-routing failure as router1 on the GCLK pins)
+    router = [] if target.family == "gw5a" else ["--router", "router2"]
     argv = [cmd, *target.pnr_args, "--json", "top.json", "--report", "nextpnr_report.json",
-            "--freq", f"{freq:g}", "--seed", str(opts.seed), "--router", "router2",
+            "--freq", f"{freq:g}", "--seed", str(opts.seed), *router,
             *target.constraints(freq)[2], "--timing-allow-fail", "-l", "nextpnr.log", "-q"]
-    argv += ["--textcfg", "top.config"] if target.family == "ecp5" else ["--asc", "top.asc"]
+    argv += {"ecp5": ["--textcfg", "top.config"], "ice40": ["--asc", "top.asc"],
+             "gw5a": ["--write", "pnr.json"]}[target.family]
     return argv + list(opts.nextpnr_args)
+
+
+#: family -> (gowin_pack-style device argument) of the bitstream packer.
+_PACK_DEVICE = {"gw5a": "GW5AST-138C"}
+
+
+def _pack_argv(cmd, target):
+    """Bitstream packer command line: the placed and routed design
+    (``pnr.json``) to ``top.fs``."""
+    return [cmd, "-d", _PACK_DEVICE[target.family], "-o", "top.fs", "pnr.json"]
 
 
 def build_key(verilog, target, tools, script):
@@ -294,13 +334,15 @@ def build_key(verilog, target, tools, script):
 def pnr_key(argv, tools, target):
     """Key of a placement: the nextpnr command line (minus the binary's path)
     and version."""
+    if argv is None:
+        return None
     blob = json.dumps({"argv": argv[1:], "nextpnr": tools[target.pnr_tool][1]})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 #: The manifest of each finished step of a build (its files' hashes; the
 #: step is reused only when they all verify).
-STEP_MANIFESTS = {"yosys": "yosys.done", "nextpnr": "nextpnr.done"}
+STEP_MANIFESTS = {"yosys": "yosys.done", "nextpnr": "nextpnr.done", "pack": "pack.done"}
 
 
 def _step_intact(bdir, step, progress, pnr_key=None):
@@ -320,9 +362,10 @@ def _step_intact(bdir, step, progress, pnr_key=None):
     return not problems
 
 
-def _cached_report(bdir, opts, pkey, progress):
+def _cached_report(bdir, opts, pkey, progress, run_pnr=True, need_pack=False):
     """The finished report of this build, or ``None``: it must be readable,
-    of this report version and options, and every step it rests on intact."""
+    of this report version and options (with a bitstream if one is wanted),
+    and every step it rests on intact."""
     path = bdir / "report.json"
     if not path.exists():
         return None
@@ -335,12 +378,15 @@ def _cached_report(bdir, opts, pkey, progress):
         return None
     if rep.get("report_version") != REPORT_VERSION or rep.get("max_dsp") != opts.max_dsp:
         return None
-    if rep.get("status") == "ok" and rep.get("pnr_key") == pkey:
+    if rep.get("status") == "ok" and rep.get("pnr_key") == pkey and \
+            (rep.get("bitstream") or not need_pack):
         steps = ("yosys", "nextpnr")
-    elif rep.get("status") in ("ok", "synthesized") and not opts.pnr:
+    elif rep.get("status") in ("ok", "synthesized") and not run_pnr:
         steps = ("yosys",)
     else:
         return None
+    if need_pack and "nextpnr" in steps:
+        steps += ("pack",)
     intact = [_step_intact(bdir, s, progress, pnr_key=pkey if s == "nextpnr" else None)
               for s in steps]
     return rep if all(intact) else None
@@ -374,9 +420,13 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     key = build_key(verilog, target, tools, script)
     bdir = build_root / target.name / f"{cfg.name}-{key}"
     report_path = bdir / "report.json"
-    pnr_argv = _nextpnr_argv(tools[target.pnr_tool][0], target, opts, freq)
+    pnr_argv = _nextpnr_argv(tools[target.pnr_tool][0] if target.pnr_tool else None,
+                             target, opts, freq)
+    # no open place and route (7-series): Yosys counts only
+    run_pnr = opts.pnr and pnr_argv is not None
     pkey = pnr_key(pnr_argv, tools, target)
-    rep = None if force else _cached_report(bdir, opts, pkey, progress)
+    need_pack = bool(opts.pack and target.pack_tool)
+    rep = None if force else _cached_report(bdir, opts, pkey, progress, run_pnr, need_pack)
     if rep is not None:
         progress.message(f"unchanged: report from {bdir} ({time.monotonic() - t_emit:.1f} s)")
         refresh_estimate(rep, est, target)
@@ -434,15 +484,19 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
                 raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
                                  f"{' | '.join(errs) or 'no ERROR line'}; log: {log}")
 
-        if soft:
+        if soft or target.family in _PREPARED:
             # DSP budget: list the real multipliers, then build the cheapest
-            # ``soft`` of them from logic
+            # ``soft`` of them from logic (GW5A: always, for gowin_mul.v)
             run_yosys("prepare.ys", _prepare_script(opts.top), "prepare.log", "muls.il",
                       "yosys prepare",
-                      "yosys: list the multipliers (DSP budget)")
+                      "yosys: flatten, narrow and list the multipliers")
             cells = _mul_cells((bdir / "muls.il").read_text())
+            report["multiplier_cells"] = len(cells)
+            if target.family == "gw5a":
+                shutil.copyfile(GOWIN_MUL_V, bdir / "gowin_mul.v")
+        if soft:
             report["soft_multiplier_cells"] = len(cells)
-            if target.family == "ecp5":
+            if target.family in _SOFTMUL_FAMILIES:
                 shutil.copyfile(SOFTMUL_V, bdir / "softmul.v")
             script = _yosys_script(target, opts, soft,
                                    _soft_selection(cells, soft, target.family))
@@ -464,9 +518,12 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
             write("does_not_fit", timing=None, throughput=throughput(sched.clocks_per_cycle,
                                                                      None))
             raise DoesNotFit(msg + f" (after synthesis; report: {report_path})", over, report)
-        if opts.pnr:
+        if run_pnr:
             progress.message(f"warning: {msg}; running nextpnr anyway")
-    if not opts.pnr:
+    if not run_pnr:
+        if pnr_argv is None:
+            report["fmax_unavailable"] = (f"no open place and route for {target.family} "
+                                          f"here: Yosys resource counts only")
         report["throughput"] = throughput(sched.clocks_per_cycle, None)
         report["total_seconds"] = round(sum(s["seconds"] for s in steps), 2)
         write("synthesized")
@@ -482,6 +539,7 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     else:
         pnr_marker.unlink(missing_ok=True)
         pnr_json.unlink(missing_ok=True)
+        (bdir / STEP_MANIFESTS["pack"]).unlink(missing_ok=True)   # packs the old placement
         cname, ctext, _ = target.constraints(freq)
         output.write_text(bdir / cname, ctext)
         output.write_text(bdir / "nextpnr.cmd", " ".join(pnr_argv[1:]) + "\n")
@@ -494,7 +552,8 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         raise PnRFailed(f"place & route failed ({target.pnr_tool} exit {rc}) for "
                         f"{cfg.name} on {target.name}: {' | '.join(errs) or 'no ERROR line'}; "
                         f"log: {bdir / 'nextpnr.log'}")
-    output.write_manifest(bdir, "nextpnr", ["nextpnr.cmd", pnr_json.name],
+    placed = ["pnr.json"] if target.pack_tool else []       # the packer's input
+    output.write_manifest(bdir, "nextpnr", ["nextpnr.cmd", pnr_json.name, *placed],
                           extra={"pnr_key": pkey}, name=STEP_MANIFESTS["nextpnr"])
     pnr = json.loads(pnr_json.read_text())
     pres = pnr_resources(target.family, pnr.get("utilization", {}))
@@ -503,6 +562,36 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     report["timing"] = timing
     report["throughput"] = throughput(sched.clocks_per_cycle, timing["fmax_mhz"])
     report["throughput_estimate"] = throughput(sched.clocks_per_cycle, est.fmax_mhz)
+    if opts.pack and target.pack_tool:
+        report["bitstream"] = _pack(bdir, tools, target, progress, steps, write, force)
     report["total_seconds"] = round(sum(s["seconds"] for s in steps), 2)
     write("ok")
     return report
+
+
+def _pack(bdir, tools, target, progress, steps, write, force):
+    """Run the bitstream packer on the placed design; ``{"file", "bytes",
+    "tool"}``.  Reused while its manifest (the placement it packed and the
+    bitstream) verifies."""
+    out = bdir / "top.fs"
+    if not force and _step_intact(bdir, "pack", progress):
+        progress.message("pack: bitstream from an earlier run of this build")
+        steps.append({"step": "pack", "seconds": 0.0, "cached": True})
+    else:
+        (bdir / STEP_MANIFESTS["pack"]).unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        argv = _pack_argv(tools[target.pack_tool][0], target)
+        output.write_text(bdir / "pack.cmd", " ".join(argv[1:]) + "\n")
+        rc, secs = run_tool(target.pack_tool, argv, bdir, "pack.log", progress,
+                            f"{target.pack_tool} bitstream")
+        steps.append({"step": "pack", "seconds": round(secs, 2)})
+        if rc != 0 or not out.exists():
+            errs = error_lines(bdir / "pack.log.out")
+            write("pack_failed")
+            raise ToolFailed(f"bitstream packing failed ({target.pack_tool} exit {rc}) for "
+                             f"{target.name}: {' | '.join(errs) or 'no ERROR line'}; "
+                             f"log: {bdir / 'pack.log.out'}")
+        output.write_manifest(bdir, "pack", ["pack.cmd", "pnr.json", out.name],
+                              extra={"tool": tools[target.pack_tool][1]},
+                              name=STEP_MANIFESTS["pack"])
+    return {"file": out.name, "bytes": out.stat().st_size, "tool": target.pack_tool}
