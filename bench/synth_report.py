@@ -66,7 +66,7 @@ def load_case(spec):
         p = Path(cfg_spec)
         cfg = load_config(p if p.is_absolute() or p.exists() else ROOT / p)
     if cycle is not None and cycle != cfg.cycle:
-        cfg = cfg.with_(cycle=cycle, name=f"{cfg.name}-c{cycle}")
+        cfg = cfg.with_(cycle=cycle, name=f"{cfg.name}_c{cycle}")
     return cfg, target
 
 
@@ -94,6 +94,7 @@ def main():
     ap.add_argument("cases", nargs="*", help="CONFIG[@C]:TARGET (default: the built-in matrix)")
     ap.add_argument("--build-dir", default=str(ROOT / "build" / "synth"))
     ap.add_argument("--no-pnr", action="store_true", help="stop after Yosys")
+    ap.add_argument("--no-pack", action="store_true", help="no bitstream (gw5a-138)")
     ap.add_argument("--schedule", default="fast", choices=("fast", "reference"))
     ap.add_argument("--measure-clocks", action="store_true",
                     help="also measure clocks per sample in simulation")
@@ -110,7 +111,7 @@ def main():
     for spec in args.cases or DEFAULT_CASES:
         cfg, target = load_case(spec)
         prog = Progress(f"{cfg.name} {target}", quiet=args.quiet)
-        opts = SynthOptions(schedule=args.schedule, pnr=not args.no_pnr)
+        opts = SynthOptions(schedule=args.schedule, pnr=not args.no_pnr, pack=not args.no_pack)
         est = estimate(cfg, target, args.schedule)
         row = {"case": spec, "config": cfg.name, "layers": list(cfg.layers), "C": cfg.cycle,
                "z": list(cfg.z), "target": target, "estimate": est.to_dict()}

@@ -6,15 +6,25 @@ with a one-line ``error: ...`` and exit status 2, never a traceback.
 """
 
 import argparse
+import json
+import math
 import os
 import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
 
+from . import output
 from .cli_common import UserError
 from .cli_hw import cmd_estimate, cmd_explore, cmd_generate, cmd_synth
+from .cli_sweep import add_executor_options, add_sweep_parser
 from .cli_train import cmd_simulate, cmd_train
 from .config import ConfigError, legal_cycles, load_config
+from .errors import SparseEdgeError
 from .geometry import NetworkGeometry, hardware_schedule, reference_clocks_per_sample
 from .targets import TARGETS
+from .tools import package_versions
 
 __all__ = ["main", "build_parser", "UserError"]
 
@@ -59,8 +69,34 @@ def cmd_check(args):
 
 
 # -- entry point ----------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line ``error:`` (exit status 2) for bad options."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+#: Bounds of numeric options, checked before any work: (lowest, open bound?).
+_BOUNDS = {"freq": (0, True), "max_dsp": (0, False), "workers": (1, False), "synth": (0, False),
+           "cycle": (1, False), "seed": (0, False)}
+
+
+def _check_options(args):
+    """Numeric options in range and finite (``--freq 0``, ``nan`` or ``-10`` is
+    a one-line error, not a silent default or nonsense)."""
+    for name, (lo, open_) in _BOUNDS.items():
+        v = getattr(args, name, None)
+        if v is None:
+            continue
+        opt = "--" + name.replace("_", "-")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"{opt} must be a finite number, not {v}")
+        if v < lo or (open_ and v == lo):
+            raise UserError(f"{opt} must be {'>' if open_ else '>='} {lo}, not {v:g}")
+
+
 def build_parser():
-    ap = argparse.ArgumentParser(prog="sparse-edge", description=__doc__.splitlines()[0])
+    ap = _Parser(prog="sparse-edge", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("check", help="validate a config and print its derived figures")
@@ -117,6 +153,8 @@ def build_parser():
     p.add_argument("--out", help="also copy report.json and summary.txt here")
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--no-pnr", action="store_true", help="stop after Yosys (cell counts only)")
+    p.add_argument("--no-pack", action="store_true",
+                   help="no bitstream after place & route (gw5a-138: gowin_pack)")
     p.add_argument("--ignore-fit", action="store_true",
                    help="run nextpnr even when Yosys' counts exceed the device")
     p.add_argument("--rebuild", action="store_true", help="ignore a finished build")
@@ -133,7 +171,9 @@ def build_parser():
     p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     p.add_argument("--freq", type=float, help="clock (MHz) for samples/s and nextpnr")
     p.add_argument("--synth", type=int, metavar="K", help="synthesize the K most promising points")
-    p.add_argument("--jobs", "-j", type=int, help="parallel synthesis workers (default: cores)")
+    p.add_argument("--jobs", "-j", "--workers", dest="workers", type=int,
+                   help="parallel synthesis workers (default: cores)")
+    add_executor_options(p, default="local")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
     p.add_argument("--build-dir", default="build/synth")
     p.add_argument("--out", help="directory for explore.json and explore.txt")
@@ -157,15 +197,39 @@ def build_parser():
     p.add_argument("--keep", action="store_true", help="keep the simulation's input/output files")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or build messages")
     p.set_defaults(func=cmd_simulate)
+
+    add_sweep_parser(sub, targets)
     return ap
 
 
+def _crash_log(argv):
+    """Write the traceback of an unexpected exception to a log file; its path
+    (``$SPARSE_EDGE_CACHE/crash/`` or ``~/.cache/sparse-edge/crash/``, else the
+    temporary folder), or ``None`` when no log can be written anywhere."""
+    text = (f"sparse-edge {' '.join(argv)}\n{json.dumps(package_versions())}\n\n"
+            + traceback.format_exc())
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = os.environ.get("SPARSE_EDGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                               "sparse-edge")
+    for folder in (Path(base) / "crash", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            return output.write_text(folder / f"sparse-edge-crash-{stamp}-{os.getpid()}.log",
+                                     text)
+        except (OSError, SparseEdgeError):
+            continue
+    return None
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
+        _check_options(args)
         return args.func(args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except SparseEdgeError as e:
+        # every expected failure: config, data, output, tool, fit
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -178,6 +242,13 @@ def main(argv=None):
         except OSError:
             pass
         return 0
+    except Exception as e:  # noqa: BLE001 - the boundary: anything else is a bug
+        log = _crash_log(argv)
+        where = f"the traceback is in {log}" if log else "no log could be written"
+        print(f"error: internal error, a bug in sparse-edge ({type(e).__name__}: "
+              f"{' '.join(str(e).split())[:300]}); {where}; please report it",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

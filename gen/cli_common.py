@@ -1,17 +1,27 @@
 """Helpers every command of the command line shares: the user-error type
 and reading a config, a target and a dataset the way every command does."""
 
+from . import output
 from .config import ConfigError, load_config
 from .datasets import DatasetError, check_compatible, load_dataset, padded_inputs
 from .targets import get_target
+from .errors import SparseEdgeError
 from .tools import SynthError
 
-__all__ = ["UserError", "training_config", "hw_config", "hw_target", "check_sample_counts",
+__all__ = ["UserError", "check_outputs", "training_config", "hw_config", "hw_target", "check_sample_counts",
            "load_data", "sample_split"]
 
 
-class UserError(Exception):
+class UserError(SparseEdgeError):
     """A problem with the user's input, reported as one line."""
+
+
+def check_outputs(out_dir=None, json_file=None):
+    """Check output locations before the long work that fills them."""
+    if out_dir:
+        output.check_dir(out_dir)
+    if json_file:
+        output.check_file(json_file)
 
 
 def load_data(cfg, spec):
@@ -59,7 +69,7 @@ def hw_config(args):
     try:
         cfg = load_config(args.config)
         if getattr(args, "cycle", None) is not None and args.cycle != cfg.cycle:
-            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}-c{args.cycle}")
+            cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}_c{args.cycle}")
     except ConfigError as e:
         raise UserError(str(e)) from None
     return cfg

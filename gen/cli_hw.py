@@ -1,13 +1,14 @@
 """The hardware commands: ``generate``, ``estimate``, ``synth``, ``explore``."""
 
-import json
 import time
 from pathlib import Path
 
-from .cli_common import UserError, hw_config, hw_target
+from . import output
+from .cli_common import UserError, check_outputs, hw_config, hw_target
+from .cli_sweep import executor_from_args
 from .config import ConfigError, load_config
 from .estimate import estimate
-from .tools import SynthError, ToolError, package_versions
+from .tools import SynthError, package_versions
 
 __all__ = ["cmd_generate", "cmd_estimate", "cmd_synth", "cmd_explore"]
 
@@ -19,10 +20,7 @@ def cmd_generate(args):
         cfg = load_config(args.config)
     except ConfigError as e:
         raise UserError(str(e)) from None
-    try:
-        generate(cfg, args.out, args.schedule, name=args.name)
-    except ToolError as e:
-        raise UserError(str(e)) from None
+    generate(cfg, args.out, args.schedule, name=args.name)
     print((Path(args.out) / "summary.txt").read_text(), end="")
     return 0
 
@@ -31,6 +29,7 @@ def cmd_generate(args):
 def cmd_estimate(args):
     cfg = hw_config(args)
     t = hw_target(args.target)
+    check_outputs(json_file=args.json)
     t0 = time.perf_counter()
     e = estimate(cfg, t, args.schedule, args.freq, max_dsp=args.max_dsp)
     dt = time.perf_counter() - t0
@@ -66,7 +65,7 @@ def cmd_estimate(args):
     else:
         print(f"estimate: fits ({100 * e.utilization:.0f}% of the fullest resource)")
     if args.json:
-        Path(args.json).write_text(json.dumps(e.to_dict(), indent=2) + "\n")
+        output.write_json(args.json, e.to_dict())
     if not args.quiet:
         print(f"({dt * 1000:.0f} ms)")
     return 0
@@ -79,7 +78,9 @@ def cmd_synth(args):
     t = hw_target(args.target)
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
                         max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
-                        pnr=not args.no_pnr, global_enable=not args.no_global_enable)
+                        pnr=not args.no_pnr, pack=not args.no_pack,
+                        global_enable=not args.no_global_enable)
+    check_outputs(out_dir=args.out, json_file=args.json)
     prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
     try:
         rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
@@ -94,30 +95,35 @@ def cmd_synth(args):
     bdir = Path(rep["build_dir"])
     print(f"report: {bdir / 'report.json'} (logs beside it)")
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in ("report.json", "summary.txt"):
-            (out / name).write_bytes((bdir / name).read_bytes())
-        print(f"copied report.json and summary.txt to {out}")
+        files = ("report.json", "summary.txt")
+        with output.publish(args.out, "synth", owned=files) as tmp:
+            for name in files:
+                output.write_bytes(tmp / name, (bdir / name).read_bytes())
+        print(f"copied report.json and summary.txt to {args.out}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rep, indent=2) + "\n")
+        output.write_json(args.json, rep)
     return 0
 
 
 def cmd_explore(args):
-    from .explore import ProcessExecutor, explore, format_points  # deferred: Amaranth
+    from .explore import explore, format_points  # deferred: Amaranth
     from .synth import SynthOptions  # deferred: imports Amaranth
     cfg = hw_config(args)
     t = hw_target(args.target)
     if args.synth is not None and args.synth < 0:
         raise UserError(f"--synth must be >= 0, not {args.synth}")
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed)
+    check_outputs(out_dir=args.out, json_file=args.json)
+    executor = executor_from_args(args) if args.synth else None
     try:
         points, front = explore(cfg, t, args.schedule, args.freq, synth=args.synth or 0,
-                                executor=ProcessExecutor(args.jobs) if args.synth else None,
-                                build_root=args.build_dir, options=opts, quiet=args.quiet)
+                                executor=executor, build_root=args.build_dir, options=opts,
+                                quiet=args.quiet)
     except SynthError as e:
         raise UserError(str(e)) from None
+    finally:
+        if executor is not None:
+            executor.close()
     print(f"network {cfg.name}: {'-'.join(map(str, cfg.layers))}, fo={list(cfg.fanout)}, "
           f"{cfg.fmt}; {len(points)} legal C")
     print(format_points(points, t))
@@ -129,12 +135,12 @@ def cmd_explore(args):
               "schedule": args.schedule, "points": [p.to_dict() for p in points],
               "pareto": [p.cycle for p in front], "versions": package_versions()}
     if args.out:
+        with output.publish(args.out, "explore", owned=("explore.json", "explore.txt")) as tmp:
+            output.write_json(tmp / "explore.json", result)
+            output.write_text(tmp / "explore.txt", format_points(points, t) + "\n")
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "explore.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "explore.txt").write_text(format_points(points, t) + "\n")
         print(f"wrote {out / 'explore.json'} and {out / 'explore.txt'}")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        output.write_json(args.json, result)
     failed = [p for p in points if p.synth and p.synth["status"] not in ("ok",)]
     return 1 if failed and len(failed) == sum(1 for p in points if p.synth) else 0

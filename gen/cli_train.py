@@ -2,7 +2,6 @@
 simulate`` (the compiled RTL simulation of the emitted Verilog, checked
 against the golden model)."""
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -10,8 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from ..sim.golden import GoldenModel
-from .cli_common import (UserError, check_sample_counts, sample_split, training_config)
+from . import output
+from .cli_common import (UserError, check_outputs, check_sample_counts, sample_split,
+                         training_config)
 from .config import NO_UPDATE, ConfigError
+from .errors import OutputError
 from .geometry import HW_SCHEDULES, hardware_schedule
 from .schedule import Schedule
 from .tools import ToolError, package_versions
@@ -36,6 +38,10 @@ def cmd_train(args):
     check_sample_counts(args, minimum=1)
     if args.plot and not args.out:
         raise UserError("--plot writes accuracy.png into the --out directory: give --out DIR")
+    try:
+        check_outputs(out_dir=args.out, json_file=args.json)
+    except OutputError as e:
+        raise UserError(f"cannot write the results: {e}") from None
     ds, x_train, y_train, x_test, y_test = sample_split(cfg, args)
     if len(x_test) == 0:
         raise UserError(f"dataset {ds.name!r} has an empty test split: nothing to evaluate")
@@ -86,24 +92,30 @@ def cmd_train(args):
         "epochs": epochs, "final_test_accuracy": epochs[-1]["test_accuracy"],
         "versions": package_versions(),
     }
-    try:
-        _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result)
-    except OSError as e:
-        raise UserError(f"cannot write the results: {e}") from None
+    _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result)
     return 0
 
 
+#: What ``train --out`` writes (a previous run's files of these names are replaced).
+TRAIN_FILES = ("result.json", "golden.npz", "accuracy.png")
+
+
 def _write_outputs(args, cfg, schedule, model, rt, y_test, epochs, result):
+    """``--out``: result.json, golden.npz and accuracy.png published together
+    (a failure leaves the previous run's folder as it was); ``--json``."""
     if args.out:
+        with output.publish(args.out, "train", owned=TRAIN_FILES) as tmp:
+            output.write_json(tmp / "result.json", result)
+            model.save(tmp / "golden.npz", rt, y_test, np.full(len(y_test), NO_UPDATE),
+                       schedule)
+            if args.plot:
+                _plot(epochs, tmp / "accuracy.png", f"{cfg.name} ({args.mode}, "
+                                                     f"{schedule.name})")
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-        model.save(out / "golden.npz", rt, y_test, np.full(len(y_test), NO_UPDATE), schedule)
-        print(f"wrote {out / 'result.json'} and {out / 'golden.npz'}")
-        if args.plot:
-            _plot(epochs, out / "accuracy.png", f"{cfg.name} ({args.mode}, {schedule.name})")
+        print(f"wrote {out / 'result.json'} and {out / 'golden.npz'}"
+              + (f"\nwrote {out / 'accuracy.png'}" if args.plot else ""))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        output.write_json(args.json, result)
 
 
 def _plot(epochs, path, title):
@@ -126,7 +138,6 @@ def _plot(epochs, path, title):
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    print(f"wrote {path}")
 
 
 # -- simulate (compiled RTL) --------------------------------------------------------
@@ -143,6 +154,7 @@ def cmd_simulate(args):
     ds, x_train, y_train, x_test, y_test = sample_split(cfg, args)
     if len(x_train) + len(x_test) == 0:
         raise UserError("no samples to simulate")
+    check_outputs(json_file=args.json)
     images = np.concatenate([x_train, x_test])
     labels = np.concatenate([y_train, y_test])
     phases = training_phases(cfg, len(x_train), len(x_test))
@@ -218,8 +230,5 @@ def cmd_simulate(args):
                            "mismatches": rep.counts, "first": [str(m) for m in rep.first]}
         status = 0 if rep.ok else 1
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        except OSError as e:
-            raise UserError(f"cannot write {args.json}: {e}") from None
+        output.write_json(args.json, result)
     return status

@@ -45,12 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ConfigError
 from .fixedpoint import MAX_WIDTH, MIN_FRAC_BITS, QFormat
-from .interleaver import KINDS, PatternError, make_pattern
+from .interleaver import KINDS, make_pattern
+from .legality import cycle_rule_violations, format_legal, legal_cycles, pattern_problem
+from .names import check_identifier, short_repr, suggest_identifier
 from .tables import activation_table
 
-__all__ = ["ConfigError", "NetworkConfig", "load_config", "parse_config", "legal_cycles",
-           "SCHEDULES", "NO_UPDATE"]
+__all__ = ["ConfigError", "check_identifier", "NetworkConfig", "load_config", "parse_config",
+           "legal_cycles", "SCHEDULES", "NO_UPDATE"]
 
 SCHEDULES = ("reference", "fast", "sequential")
 #: Learning-rate exponent that marks a sample as "no update" (evaluation).
@@ -59,6 +62,18 @@ NO_UPDATE = -1
 MAX_ETA_EXP = 15
 #: Default (and largest default) activation ROM address width.
 MAX_DEFAULT_TABLE_BITS = 12
+
+# Limits checked at parse time, before any allocation or search, so that any
+# config file is accepted or refused in bounded time and memory
+# (docs/reliability.md).  They are far above any network an FPGA can hold.
+#: Largest config file read (bytes).
+MAX_CONFIG_BYTES = 1 << 16
+#: Most layers in a network (L).
+MAX_LAYERS = 64
+#: Most neurons in one layer.
+MAX_NEURONS = 1 << 20
+#: Most edges (p * fo) in one junction.
+MAX_EDGES = 1 << 20
 
 _SCHEMA = {
     "": {"name", "layers", "fanout", "z", "cycle", "format", "interleaver", "init", "data",
@@ -70,69 +85,6 @@ _SCHEMA = {
     "training": {"epochs", "eta_exp", "shuffle_seed", "schedule"},
 }
 _REQUIRED = {"": ("layers", "fanout"), "format": ("int_bits", "frac_bits")}
-
-
-class ConfigError(ValueError):
-    """An illegal network configuration; the message names the broken rule."""
-
-
-def _divisors(x):
-    return [d for d in range(1, x + 1) if x % d == 0]
-
-
-def cycle_rule_violations(layers, fanout, cycle):
-    """Rules 1-3 of SPEC section 2 for junction-cycle length ``cycle``; a list
-    of ``(rule, message)``, empty when legal."""
-    out = []
-    for i in range(1, len(layers)):
-        p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
-        W = p * fo
-        if W % cycle:
-            out.append((1, f"rule 1: C={cycle} does not divide the {W} edges of junction {i}"))
-        if cycle % fo:
-            out.append((2, f"rule 2: fan-out fo={fo} of junction {i} does not divide C={cycle} "
-                           f"(a left bank must hold p/z = C/fo rows)"))
-        if n % cycle and cycle % n:
-            out.append((3, f"rule 3: junction {i}: neither C={cycle} divides N[{i}]={n} nor "
-                           f"N[{i}]={n} divides C={cycle}"))
-    return out
-
-
-def _pattern_problem(layers, fanout, cycle, kind, seed):
-    for i in range(1, len(layers)):
-        p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
-        z = p * fo // cycle
-        try:
-            make_pattern(kind, p, n, fo, z, seed, i).check()
-        except PatternError as e:
-            return f"rule 4: junction {i} (z={z}): {e}"
-    return None
-
-
-def legal_cycles(layers, fanout, kind="zero_start", seed=0):
-    """All legal ``(C, z-tuple)`` of a network, smallest ``C`` first."""
-    edges = [layers[i - 1] * fanout[i - 1] for i in range(1, len(layers))]
-    if any(w % layers[i + 1] or fanout[i] > layers[i + 1] for i, w in enumerate(edges)):
-        return []  # fan-in not integral or fan-out too large: no C can help
-    g = math.gcd(*edges)
-    out = []
-    for c in _divisors(g):
-        if cycle_rule_violations(layers, fanout, c):
-            continue
-        if _pattern_problem(layers, fanout, c, kind, seed):
-            continue
-        out.append((c, tuple(w // c for w in edges)))
-    return out
-
-
-def _format_legal(layers, fanout, kind, seed, limit=12):
-    legal = legal_cycles(layers, fanout, kind, seed)
-    if not legal:
-        return "this network has no legal C at all (check the fan-outs and layer sizes)"
-    shown = legal[:limit]
-    s = ", ".join(f"C={c} (z={','.join(map(str, z))})" for c, z in shown)
-    more = f", ... ({len(legal)} in all)" if len(legal) > limit else ""
-    return f"legal for this network: {s}{more}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -289,7 +241,7 @@ def _check_keys(raw):
 
 def _int(value, what, lo=None, hi=None):
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{what} must be an integer, not {value!r}")
+        raise ConfigError(f"{what} must be an integer, not {short_repr(value)}")
     if lo is not None and value < lo:
         raise ConfigError(f"{what} must be >= {lo}, not {value}")
     if hi is not None and value > hi:
@@ -299,12 +251,11 @@ def _int(value, what, lo=None, hi=None):
 
 def _int_list(value, what, length=None):
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{what} must be a non-empty list of integers, not {value!r}")
-    out = tuple(_int(v, f"{what}[{i}]", lo=1) for i, v in enumerate(value))
-    if length is not None and len(out) != length:
+        raise ConfigError(f"{what} must be a non-empty list of integers, not {short_repr(value)}")
+    if length is not None and len(value) != length:
         raise ConfigError(f"{what} must have {length} entries (one per junction), "
-                          f"not {len(out)}")
-    return out
+                          f"not {len(value)}")
+    return tuple(_int(v, f"{what}[{i}]", lo=1) for i, v in enumerate(value))
 
 
 def parse_config(raw, source=None):
@@ -312,13 +263,23 @@ def parse_config(raw, source=None):
     if not isinstance(raw, dict):
         raise ConfigError("a config must be a table of keys")
     _check_keys(raw)
+    if isinstance(raw["layers"], list) and len(raw["layers"]) > MAX_LAYERS:
+        raise ConfigError(f"layers lists {len(raw['layers'])} layers; at most {MAX_LAYERS} are "
+                          f"supported")
     layers = _int_list(raw["layers"], "layers")
     if len(layers) < 2:
         raise ConfigError(f"layers must list at least 2 layers (L >= 2), not {len(layers)}")
+    for h, n in enumerate(layers):
+        if n > MAX_NEURONS:
+            raise ConfigError(f"layers[{h}]={n} exceeds the largest supported layer "
+                              f"({MAX_NEURONS:,} neurons)")
     J = len(layers) - 1
     fanout = _int_list(raw["fanout"], "fanout", J)
     for i in range(1, J + 1):
         p, n, fo = layers[i - 1], layers[i], fanout[i - 1]
+        if p * fo > MAX_EDGES:
+            raise ConfigError(f"junction {i} has p*fo = {p}*{fo} = {p * fo:,} edges; at most "
+                              f"{MAX_EDGES:,} per junction are supported")
         if fo > n:
             raise ConfigError(f"fanout[{i - 1}]={fo} exceeds the {n} right neurons of "
                               f"junction {i}")
@@ -344,7 +305,7 @@ def parse_config(raw, source=None):
         implied = [edges[i] / z[i] for i in range(J)]
         if any(c != cycle for c in implied):
             raise ConfigError(f"z={list(z)} and cycle={cycle} disagree (z = edges/C); give only "
-                              f"one. {_format_legal(layers, fanout, kind, il_seed)}")
+                              f"one. {format_legal(layers, fanout, kind, il_seed)}")
     elif "z" in raw:
         z = _int_list(raw["z"], "z", J)
         implied = []
@@ -352,26 +313,26 @@ def parse_config(raw, source=None):
             if edges[i] % z[i]:
                 raise ConfigError(
                     f"rule 1: z[{i}]={z[i]} does not divide the {edges[i]} edges of junction "
-                    f"{i + 1}. {_format_legal(layers, fanout, kind, il_seed)}")
+                    f"{i + 1}. {format_legal(layers, fanout, kind, il_seed)}")
             implied.append(edges[i] // z[i])
         if len(set(implied)) > 1:
             raise ConfigError(
                 "junctions must share one junction-cycle length C = edges/z, but z="
-                f"{list(z)} implies C={implied}. {_format_legal(layers, fanout, kind, il_seed)}")
+                f"{list(z)} implies C={implied}. {format_legal(layers, fanout, kind, il_seed)}")
         cycle = implied[0]
     elif "cycle" in raw:
         cycle = _int(raw["cycle"], "cycle", lo=1)
     else:
         raise ConfigError("missing parallelism: give z (one per junction) or cycle (C); "
-                          f"{_format_legal(layers, fanout, kind, il_seed)}")
+                          f"{format_legal(layers, fanout, kind, il_seed)}")
     bad = cycle_rule_violations(layers, fanout, cycle)
     if bad:
         raise ConfigError(f"illegal parallelism C={cycle}: {bad[0][1]}. "
-                          f"{_format_legal(layers, fanout, kind, il_seed)}")
-    problem = _pattern_problem(layers, fanout, cycle, kind, il_seed)
+                          f"{format_legal(layers, fanout, kind, il_seed)}")
+    problem = pattern_problem(layers, fanout, cycle, kind, il_seed)
     if problem:
         raise ConfigError(f"illegal parallelism C={cycle}: {problem}. "
-                          f"{_format_legal(layers, fanout, kind, il_seed)}")
+                          f"{format_legal(layers, fanout, kind, il_seed)}")
 
     f = raw.get("format", {})
     int_bits = _int(f["int_bits"], "format.int_bits", lo=0)
@@ -419,21 +380,37 @@ def parse_config(raw, source=None):
     if schedule not in SCHEDULES:
         raise ConfigError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
-    name = raw.get("name", Path(source).stem if source else "network")
-    if not isinstance(name, str):
-        raise ConfigError(f"name must be a string, not {name!r}")
+    if "name" in raw:
+        name = check_identifier(raw["name"], "name")
+    else:   # from the file name, made an identifier
+        name = suggest_identifier(Path(source).stem) if source else "network"
     return NetworkConfig(name, layers, fanout, cycle, fmt, table_bits, kind, il_seed,
                          init_seed, init_file, inputs, classes, epochs, eta, shuffle_seed,
                          schedule, source=str(source) if source else None)
 
 
 def load_config(path):
-    """Read and validate a TOML config file."""
+    """Read and validate a TOML config file (at most ``MAX_CONFIG_BYTES``)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder; give the path of a .toml file")
     try:
-        raw = tomllib.loads(path.read_text())
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(f"config file {path} cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes; a "
+                          f"network config is a few hundred bytes of TOML")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); a config is a TOML "
+                          f"text file") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:

@@ -23,12 +23,15 @@ zero-pads images to the input layer (it never truncates).
 """
 
 import gzip
+import math
 import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .errors import SparseEdgeError
 
 __all__ = ["DatasetError", "Dataset", "load_dataset", "check_compatible", "padded_inputs",
            "default_mnist_path", "MNIST_ENV", "DIGITS_TRAIN"]
@@ -39,6 +42,11 @@ MNIST_ENV = "SPARSE_EDGE_MNIST"
 DIGITS_TRAIN = 1437
 #: Seed of the fixed digits split.
 DIGITS_SEED = 0
+
+#: Largest label accepted (far above any output layer a config allows).
+MAX_LABEL = (1 << 31) - 1
+#: Largest IDX payload read (bytes): 8x the MNIST training images.
+MAX_IDX_BYTES = 1 << 29
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _IDX_UBYTE = 0x08
@@ -53,7 +61,7 @@ _ACCEPTED = (
     "(each plain or .gz)")
 
 
-class DatasetError(ValueError):
+class DatasetError(SparseEdgeError, ValueError):
     """A dataset that cannot be used; the message says what is wrong and what to do."""
 
 
@@ -212,7 +220,7 @@ def _checked_images(a, where, key):
     _check_pixels(a, f"{where}: {key}")
     if any(d == 0 for d in a.shape[1:]):
         raise DatasetError(f"{where}: {key} has empty images (shape {a.shape})")
-    return a.reshape(len(a), -1).astype(np.uint8), tuple(a.shape[1:])
+    return a.reshape(len(a), math.prod(a.shape[1:])).astype(np.uint8), tuple(a.shape[1:])
 
 
 def _checked_labels(a, where, key):
@@ -222,9 +230,14 @@ def _checked_labels(a, where, key):
     if not np.issubdtype(a.dtype, np.integer):
         raise DatasetError(f"{where}: {key} has dtype {a.dtype}; labels must be non-negative "
                            f"integers")
-    if a.size and a.min() < 0:
-        raise DatasetError(f"{where}: {key} has negative labels (min {a.min()}); labels must "
-                           f"be 0..classes-1")
+    if a.size:
+        lo, hi = int(a.min()), int(a.max())        # Python ints: exact for every dtype
+        if lo < 0:
+            raise DatasetError(f"{where}: {key} has negative labels (min {lo}); labels must "
+                               f"be 0..classes-1")
+        if hi > MAX_LABEL:
+            raise DatasetError(f"{where}: {key} has a label of {hi}; labels must be "
+                               f"0..classes-1 (at most {MAX_LABEL})")
     return a.astype(np.int64)
 
 
@@ -283,51 +296,77 @@ def _find_idx(directory, split, kind, idx):
                        f"t10k-labels-idx1-ubyte")
 
 
+def _idx_stream(path):
+    """An open binary stream of an IDX file, decompressing ``.gz``."""
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot be read ({e.strerror or e})") from None
+    return gzip.GzipFile(fileobj=f, mode="rb") if path.suffix.lower() == ".gz" else f
+
+
+def _read_exact(stream, n, path):
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DatasetError(f"{path}: not a valid gzip stream ({e}); re-download the file, "
+                           f"or store it uncompressed without the .gz suffix") from None
+
+
 def _read_idx(path, ndim):
-    """Parse an IDX file of unsigned bytes with ``ndim`` dimensions."""
-    data = path.read_bytes()
-    if path.suffix.lower() == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError, zlib.error) as e:
-            raise DatasetError(f"{path}: not a valid gzip stream ({e}); re-download the file, "
-                               f"or store it uncompressed without the .gz suffix") from None
+    """Parse an IDX file of unsigned bytes with ``ndim`` dimensions.
+
+    The header is checked before the payload is read: the payload size it
+    declares must be at most ``MAX_IDX_BYTES``, and the file must hold
+    exactly that many bytes (truncated or trailing data is refused)."""
     kind = "images" if ndim == 3 else "labels"
     expected = _IDX_IMAGES_MAGIC if ndim == 3 else _IDX_LABELS_MAGIC
-    if len(data) < 4:
-        raise DatasetError(f"{path}: truncated: expected at least 4 header bytes, found "
-                           f"{len(data)}")
-    magic = int.from_bytes(data[:4], "big")
-    if magic != expected:
-        if data[:2] == b"\x1f\x8b":
-            hint = "; the file looks gzip-compressed: name it with a .gz suffix"
-        elif magic in (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC):
-            other = "images" if magic == _IDX_IMAGES_MAGIC else "labels"
-            hint = f"; this is an IDX {other} file, check the file names"
-        elif data[:2] == b"\0\0" and data[2] != _IDX_UBYTE:
-            hint = (f"; element type 0x{data[2]:02x} is not supported (only unsigned bytes, "
-                    f"0x08)")
-        else:
-            hint = ""
-        raise DatasetError(f"{path}: bad magic 0x{magic:08x}, expected 0x{expected:08x} (IDX "
-                           f"{kind} of unsigned bytes){hint}")
     header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DatasetError(f"{path}: truncated: expected {header} header bytes, found "
-                           f"{len(data)}")
-    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    need, found = int(np.prod(dims, dtype=np.int64)), len(data) - header
+    with _idx_stream(path) as f:
+        head = _read_exact(f, header, path)
+        if len(head) < 4:
+            raise DatasetError(f"{path}: truncated: expected at least 4 header bytes, found "
+                               f"{len(head)}")
+        magic = int.from_bytes(head[:4], "big")
+        if magic != expected:
+            if head[:2] == b"\x1f\x8b":
+                hint = "; the file looks gzip-compressed: name it with a .gz suffix"
+            elif magic in (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC):
+                other = "images" if magic == _IDX_IMAGES_MAGIC else "labels"
+                hint = f"; this is an IDX {other} file, check the file names"
+            elif head[:2] == b"\0\0" and head[2] != _IDX_UBYTE:
+                hint = (f"; element type 0x{head[2]:02x} is not supported (only unsigned "
+                        f"bytes, 0x08)")
+            else:
+                hint = ""
+            raise DatasetError(f"{path}: bad magic 0x{magic:08x}, expected 0x{expected:08x} "
+                               f"(IDX {kind} of unsigned bytes){hint}")
+        if len(head) < header:
+            raise DatasetError(f"{path}: truncated: expected {header} header bytes, found "
+                               f"{len(head)}")
+        dims = tuple(int.from_bytes(head[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+        need = math.prod(dims)                     # exact (Python ints): no overflow
+        if need > MAX_IDX_BYTES:
+            raise DatasetError(f"{path}: header declares IDX {kind} of dimensions {dims}, "
+                               f"{need:,} bytes; at most {MAX_IDX_BYTES:,} are supported "
+                               f"(the header is probably corrupt)")
+        payload = _read_exact(f, need + 1, path)
+        found = len(payload)
+        while found > need and found <= 2 * MAX_IDX_BYTES:   # count trailing bytes, bounded
+            chunk = _read_exact(f, 1 << 20, path)
+            if not chunk:
+                break
+            found += len(chunk)
     if found < need:
         raise DatasetError(f"{path}: truncated: expected {need} bytes, found {found} (payload "
                            f"of IDX {kind} with dimensions {dims}); re-download the file")
     if found > need:
-        raise DatasetError(f"{path}: trailing bytes: expected {need} bytes, found {found} "
-                           f"(payload of IDX {kind} with dimensions {dims}, {found - need} "
+        raise DatasetError(f"{path}: trailing bytes: expected {need} bytes, found {found:,} "
+                           f"(payload of IDX {kind} with dimensions {dims}, {found - need:,} "
                            f"bytes too many); the file is corrupt")
     if ndim == 3 and (dims[1] == 0 or dims[2] == 0):
         raise DatasetError(f"{path}: empty images (dimensions {dims})")
-    arr = np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
-    return arr.copy()
+    return np.frombuffer(payload[:need], dtype=np.uint8).reshape(dims).copy()
 
 
 def _load_idx_dir(directory):

@@ -9,11 +9,16 @@ status 2; anything else is a bug and is reported as one.
 This module imports nothing of the package: every layer may use it.
 """
 
-__all__ = ["SparseEdgeError", "OutputError"]
+__all__ = ["SparseEdgeError", "ConfigError", "OutputError"]
 
 
 class SparseEdgeError(Exception):
     """An expected failure with a message for the user (one line)."""
+
+
+class ConfigError(SparseEdgeError, ValueError):
+    """An illegal network configuration; the message names the broken rule
+    (importable from :mod:`sparse_edge.gen.config` too)."""
 
 
 class OutputError(SparseEdgeError, OSError):

@@ -47,8 +47,13 @@ __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junct
 # the other plain numbers of the hardware.
 
 #: Clock assumed for throughput when no --freq is given (MHz): what the
-#: current pipeline reaches after place & route (docs/synthesis.md).
-TYPICAL_FMAX_MHZ = {"ecp5": 45.0, "ice40": 20.0}
+#: current pipeline reaches after place & route (docs/synthesis.md).  ECP5:
+#: the 11 measured designs run at 51.9 (board@64 with every DSP in use) to
+#: 94.6 MHz, the big ones at 51.9 and 61.1; iCE40: 29.2-29.9 MHz; GW5A: the
+#: issue's 60 MHz target (small16: 165-220 MHz in nextpnr's Apycula timing
+#: model, not checked on a board; no big design measured yet); 7-series: not
+#: measured (no open timing analysis here), the same 60 MHz.
+TYPICAL_FMAX_MHZ = {"ecp5": 55.0, "ice40": 28.0, "gw5a": 60.0, "xc7": 60.0}
 
 
 @dataclass
@@ -102,6 +107,10 @@ class Family:
     lutram_luts: float         # LUT positions one LUT RAM occupies (incl. write port)
     ff_luts: float             # LUT positions per FF after packing (ECP5: feed-through
     #                            LUTs; iCE40: logic cells holding only a FF)
+    lutram_unit: int = 1       # report's lutram count per LUT RAM (7-series: its LUTs)
+    dsp_chunk: int = 0         # >0: products split in chunks of this many bits plus
+    #                            a sign bit, one DSP per pair (gen/gowin_mul.v)
+    bram_roms: bool = True     # False: Yosys builds every ROM from logic (7-series)
 
 
 _DP16K = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
@@ -111,7 +120,22 @@ ECP5 = Family("ecp5", 18, 18, 0,
 ICE40 = Family("ice40", 16, 16, 11,
                (("RAM4K", ((2048, 2), (1024, 4), (512, 8), (256, 16)), 1),),
                64.0, None, 0.0, 0.94)
-FAMILIES = {"ecp5": ECP5, "ice40": ICE40}
+# GW5A (synth_gowin): Yosys' gowin memory library has the ECP5's costs and
+# shapes (16 Kbit BSRAM up to 512x36 in SDP, 16x4 LUT RAM of cost 4); a LUT
+# RAM (RAM16SDP4) takes the 8 LUT4 positions of its CFU as nextpnr counts
+# them, an ALU one; placement adds a pass-through LUT for some FFs (small16:
+# 2,912 LUT4 positions = 935 LUTs + 818 ALUs + 8 x 82 RAMs + 503 for 2,005
+# FFs).  Multipliers: MULT12X12 tiles of gen/gowin_mul.v.
+GW5A = Family("gw5a", 12, 12, 0,
+              (("DPB", _DP16K, 2), ("SDPB", _DP16K + ((512, 36),), 1)),
+              128.0, (16, 4, 4.0), 8.0, 0.25, dsp_chunk=11)
+# 7-series (synth_xilinx): RAMB18E1 as the 18 Kbit unit, LUT RAM as RAM32M
+# (32 x 6 bits in four LUTs, counted as four LUTs of lutram), DSP48E1 25x18;
+# FFs need no LUT.
+XC7 = Family("xc7", 25, 18, 0,
+             (("RAMB18E1", _DP16K + ((512, 36),), 2),),
+             128.0, (32, 6, 8.0), 4.0, 0.0, lutram_unit=4, bram_roms=False)
+FAMILIES = {"ecp5": ECP5, "ice40": ICE40, "gw5a": GW5A, "xc7": XC7}
 
 # Datapath logic of the blocks, fitted by least squares on the placed totals of
 # the 9 ECP5 designs of docs/synthesis.md (Yosys 0.70 + nextpnr 0.11), the rest
@@ -135,8 +159,22 @@ _CONTROL["ice40"] = {k: v * (0.75 if k.startswith("lut") else 0.8)
 #: LUTs of a multiplier built from logic (DSP budget), per row of its
 #: narrower operand and bit of its product: the ECP5 shift-and-add tree of
 #: gen/softmul.v (carry chains; measured 151 LUTs for 8x10->18, 211 for
-#: 10x10->20), the iCE40 Yosys ``booth`` (196 and 183 SB_LUT4).
-_SOFT_MUL = {"ecp5": 1.05, "ice40": 1.15}
+#: 10x10->20), the iCE40 Yosys ``booth`` (196 and 183 SB_LUT4); the 7-series
+#: softmul.v trees on CARRY4: 541 LUTs for one 7x10->17 and three 8x10->18
+#: products (0.98 per row and bit); GW5A: assumed as the ECP5 (unmeasured).
+_SOFT_MUL = {"ecp5": 1.05, "ice40": 1.15, "gw5a": 1.05, "xc7": 1.0}
+
+
+def _scaled(table, lut, ff):
+    return {k: v * (lut if "lut" in k else ff) for k, v in table.items()}
+
+
+#: GW5A and 7-series logic relative to the ECP5 fit: LUT and FF factors
+#: fitted on the designs of docs/synthesis.md ("The GW5A-138 and Artix-7").
+_FAMILY_SCALE = {"gw5a": (1.0, 1.0), "xc7": (0.44, 0.75)}
+for _f, (_l, _r) in _FAMILY_SCALE.items():
+    _LOGIC[_f] = _scaled(_LOGIC["ecp5"], _l, _r)
+    _CONTROL[_f] = _scaled(_CONTROL["ecp5"], _l, _r)
 
 
 #: Soft logic around mapped memories (LUT units per bit), fitted.
@@ -148,6 +186,8 @@ _MEM = {
               "bram_port_ff": 0.4, "bram_trans_lut": 0.9, "bram_trans_ff": 0.5,
               "lutram_mux": 1.0, "lutram_demux": 1.0},
 }
+_MEM["gw5a"] = dict(_MEM["ecp5"])
+_MEM["xc7"] = _scaled(_MEM["ecp5"], _FAMILY_SCALE["xc7"][0], _FAMILY_SCALE["xc7"][1])
 
 
 # -- memories -----------------------------------------------------------------------------
@@ -187,7 +227,7 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
     options = [(int(size / 16.0 if rom else float(size)), 0, "logic")]
     # block RAM: each primitive (name, shapes, reads per copy for a ROM)
     bram = {}
-    for prim, cfgs, rom_reads in fam.brams:
+    for prim, cfgs, rom_reads in (fam.brams if fam.bram_roms or not rom else ()):
         repl_d, mult_a = _bram_geometry(cfgs, fam.bram_cost, width, depth)
         if rom:
             repl_p, emu = math.ceil(reads / rom_reads), reads
@@ -232,7 +272,7 @@ def map_memory(fam, width, depth, reads, rom=False, transparent=0, name="memory"
         ld, lw, _ = fam.lutram
         rows = math.ceil(depth / ld)
         units = rows * math.ceil(width / lw)
-        c.lutram = units * reads
+        c.lutram = units * reads * fam.lutram_unit
         c.lutram_bits = size * reads
         c.lut = fam.lutram_luts * units * reads + k["lutram_mux"] * (rows - 1) * width * reads \
             + k["lutram_demux"] * (rows if rows > 1 else 0)
@@ -265,6 +305,9 @@ def _dsp_tiles(fam, a, b):
     17-bit operand on the iCE40's 16x16 SB_MAC16)."""
     if a + b < fam.dsp_y_min:
         return 0
+    if fam.dsp_chunk:
+        # gen/gowin_mul.v: signed operands in chunks of dsp_chunk bits + a sign
+        return max(1, -(-(a - 1) // fam.dsp_chunk)) * max(1, -(-(b - 1) // fam.dsp_chunk))
     a, b = max(a, b), min(a, b)
 
     def slices(n, m):

@@ -7,22 +7,21 @@ checked against a device, Pareto-ranked, and optionally synthesized.
 Pareto front of samples/s against LUTs.  With ``synth=K`` it runs real
 synthesis on the K most promising points through an :class:`Executor`.
 
-Executors are deliberately small: anything with ``map(fn, jobs)`` yielding
-``(job, result)`` pairs as they finish (``result`` may be an exception) will do.
-:class:`ProcessExecutor` (local worker processes) and :class:`InlineExecutor`
-(same process, for debugging and tests) are provided; a cluster or CI-farm
-executor only has to ship :class:`SynthJob` (a picklable dataclass) to
-:func:`run_synth_job` and bring the dict back.
+The synthesis jobs go through the executors of :mod:`.executors` (inline,
+local process pool, Dask cluster), the same ones ``sweep`` uses: a
+:class:`SynthJob` is a picklable dataclass, :func:`run_synth_job` turns it
+into a plain dict with a ``status``, and a job that raises or loses its worker
+is retried once and then reported as ``failed`` with its error.
 """
 
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 
 from .config import legal_cycles, parse_config
 from .estimate import estimate
+from .executors import Executor, InlineExecutor, JobBar, ProcessExecutor
 from .synth import (DoesNotFit, PnRFailed, Progress, SynthOptions, check_tools,
                     synthesize)
 from .targets import get_target
@@ -31,55 +30,6 @@ from .tools import SynthError
 __all__ = ["Point", "SynthJob", "Executor", "ProcessExecutor", "InlineExecutor",
            "run_synth_job", "enumerate_points", "pareto_front", "most_promising", "explore",
            "format_points"]
-
-
-# -- executors ---------------------------------------------------------------------------
-
-class Executor:
-    """Interface: run ``fn(job)`` for every job, yield ``(job, result)`` as each
-    finishes; an exception raised by ``fn`` is yielded as the result."""
-
-    def map(self, fn, jobs):  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class InlineExecutor(Executor):
-    """Runs the jobs one after the other in this process."""
-
-    def map(self, fn, jobs):
-        for job in jobs:
-            try:
-                yield job, fn(job)
-            except Exception as e:  # noqa: BLE001 - handed to the caller
-                yield job, e
-
-
-class ProcessExecutor(Executor):
-    """Local worker processes (``concurrent.futures.ProcessPoolExecutor``).
-
-    Each synthesis job runs Yosys and nextpnr as subprocesses of its worker, so
-    ``workers`` jobs run truly in parallel.
-    """
-
-    def __init__(self, workers=None):
-        self.workers = workers or max(1, os.cpu_count() or 1)
-
-    def map(self, fn, jobs):
-        jobs = list(jobs)
-        if not jobs:
-            return
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(jobs))) as pool:
-            futs = {pool.submit(fn, job): job for job in jobs}
-            try:
-                for fut in as_completed(futs):
-                    try:
-                        yield futs[fut], fut.result()
-                    except Exception as e:  # noqa: BLE001
-                        yield futs[fut], e
-            except BaseException:
-                for f in futs:
-                    f.cancel()
-                raise
 
 
 @dataclass(frozen=True)
@@ -143,6 +93,7 @@ class Point:
             s = self.synth
             rep = s.get("report") or {}
             d["synth"] = {"status": s["status"], "message": s.get("message"),
+                          "host": (s.get("run") or {}).get("host"),
                           "resources": rep.get("resources"),
                           "fmax_mhz": (rep.get("timing") or {}).get("fmax_mhz"),
                           "throughput": rep.get("throughput"),
@@ -154,7 +105,7 @@ def enumerate_points(cfg, target, schedule="fast", freq_mhz=None):
     """Every legal ``C`` of ``cfg``'s network, smallest first, with estimates."""
     pts = []
     for c, z in legal_cycles(cfg.layers, cfg.fanout, cfg.interleaver, cfg.interleaver_seed):
-        sub = cfg if c == cfg.cycle else cfg.with_(cycle=c, name=f"{cfg.name}-c{c}")
+        sub = cfg if c == cfg.cycle else cfg.with_(cycle=c, name=f"{cfg.name}_c{c}")
         pts.append(Point(c, z, sub, estimate(sub, target, schedule, freq_mhz)))
     return pts
 
@@ -210,20 +161,24 @@ def explore(cfg, target, schedule="fast", freq_mhz=None, synth=0, executor=None,
         executor = executor or ProcessExecutor(min(len(jobs), os.cpu_count() or 1))
         t0 = time.monotonic()
         log(f"synthesizing {len(jobs)} point(s) (C = {', '.join(str(p.cycle) for p in chosen)}) "
-            f"with {type(executor).__name__}"
-            f"{f' ({executor.workers} workers)' if hasattr(executor, 'workers') else ''}")
-        for job, result in executor.map(run_synth_job, jobs):
-            c = job.config["cycle"]
-            if isinstance(result, BaseException):
-                result = {"status": "error", "report": None,
-                          "message": f"{type(result).__name__}: {result}"}
-            by_cycle[c].synth = result
-            rep = result.get("report") or {}
-            fm = (rep.get("timing") or {}).get("fmax_mhz")
-            log(f"  C={c}: {result['status']}"
-                + (f", fmax {fm:.1f} MHz" if fm else "")
-                + (f" - {result['message']}" if result.get("message") else "")
-                + f" ({time.monotonic() - t0:.0f} s)")
+            f"on {executor.describe()}")
+        bar = JobBar(len(jobs), desc="synth", quiet=quiet)
+        try:
+            for job, result in executor.map(run_synth_job, jobs, bar=bar):
+                c = job.config["cycle"]
+                if result["status"] == "failed":       # raised twice or lost its worker
+                    result = dict(result, report=None, message=result["error"])
+                by_cycle[c].synth = result
+                rep = result.get("report") or {}
+                fm = (rep.get("timing") or {}).get("fmax_mhz")
+                host = (result.get("run") or {}).get("host")
+                log(f"  C={c}: {result['status']}"
+                    + (f", fmax {fm:.1f} MHz" if fm else "")
+                    + (f" - {result['message']}" if result.get("message") else "")
+                    + (f" [{host}]" if host else "")
+                    + f" ({time.monotonic() - t0:.0f} s)")
+        finally:
+            bar.close()
     return points, front
 
 

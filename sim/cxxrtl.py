@@ -34,6 +34,7 @@ read-out is pipelined (a new address every clock).
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import struct
@@ -47,6 +48,7 @@ from pathlib import Path
 import numpy as np
 from amaranth.hdl import Shape
 
+from ..gen import output
 from ..gen.config import NO_UPDATE
 from ..gen.flow import emit
 from ..gen.geometry import K_MAX, NetworkGeometry, hardware_schedule
@@ -54,8 +56,8 @@ from ..gen.tools import source_digest
 from ..hdl.network import Network, beat_layout, network_variant, result_layout
 from .check import CheckReport, Mismatch, Phase, check_against_golden, training_phases
 from .cxxrtl_model import (BASE_FLAGS, HARNESS, RECIPE, TOP, CompiledSimError, _compiler,
-                           _compiler_version, _opt_flags, _yosys_command, compile_model,
-                           mangle, runtime_include_dir)
+                           _compiler_version, _opt_flags, _yosys_command, build_problems,
+                           compile_model, mangle, runtime_include_dir)
 from .cxxrtl_split import split_eval
 from .rtl import RtlResult
 
@@ -201,13 +203,15 @@ class CompiledSimulator:
         self.cache.mkdir(parents=True, exist_ok=True)
         # fast path: same config, sources and tools as an earlier build
         index = self.cache / "index" / self._index_key(cxx, flags)
-        if index.exists():
+        try:
             key = index.read_text().strip()
+        except OSError:
+            key = ""
+        if re.fullmatch(r"[0-9a-f]{32}", key) and not build_problems(self.cache / key):
             d = self.cache / key
-            if (d / "sim").exists() and (d / "ok").exists():
-                self.log(f"compiled simulator: cached build {d}")
-                self.build_info = BuildInfo(d, key, True)
-                return self.build_info
+            self.log(f"compiled simulator: cached build {d}")
+            self.build_info = BuildInfo(d, key, True)
+            return self.build_info
         t0 = time.perf_counter()
         self.log(f"emitting Verilog for {self.cfg.name} ...")
         verilog, _ = emit(self.net, TOP)
@@ -216,7 +220,12 @@ class CompiledSimulator:
                    _compiler_version(cxx), " ".join(flags))[:32]
         d = self.cache / key
         with _lock(self.cache / f"{key}.lock"):   # one build per key at a time
-            if not ((d / "sim").exists() and (d / "ok").exists()):
+            problems = build_problems(d) if d.exists() else ["absent"]
+            if d.exists() and problems:
+                self.log(f"warning: the cached simulator build {d} is damaged "
+                         f"({problems[0]}); rebuilding it")
+                shutil.rmtree(d, ignore_errors=True)
+            if problems:
                 seconds = compile_model(verilog, d, self.cache, cxx, flags, include, yosys,
                                         self.log)
                 seconds["emit"] = t_emit
@@ -225,9 +234,7 @@ class CompiledSimulator:
                 self.log(f"compiled simulator: cached build {d}")
                 info = BuildInfo(d, key, True, {"emit": t_emit})
         index.parent.mkdir(parents=True, exist_ok=True)
-        tmp = index.with_name(index.name + f".{os.getpid()}.tmp")
-        tmp.write_text(key + "\n")
-        os.replace(tmp, index)
+        output.write_text(index, key + "\n")
         self.build_info = info
         return info
 
@@ -279,6 +286,29 @@ class CompiledSimulator:
         stream = np.concatenate(parts) if parts else np.zeros(0, STREAM_DTYPE)
         run_dir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sparse-edge-sim-"))
         run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = self._run_stream(info, run_dir, all_images, all_labels, stream, phases,
+                                      real_index, stall_every, out_stall_every, progress)
+        except CompiledSimError as e:
+            if not e.kept and workdir is None and not keep:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        except BaseException:        # interrupted, or a bug: leave no temporary folder
+            if workdir is None and not keep:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        if keep:
+            result.run_dir = run_dir
+        elif workdir is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            (run_dir / "input.bin").unlink(missing_ok=True)
+        return result
+
+    def _run_stream(self, info, run_dir, all_images, all_labels, stream, phases, real_index,
+                    stall_every, out_stall_every, progress):
+        """Write the input, run the simulator binary, read and split its output."""
+        cfg = self.cfg
         inp, outp, log = run_dir / "input.bin", run_dir / "output.bin", run_dir / "sim.log"
         try:
             self._write_input(inp, all_images, all_labels, stream, stall_every,
@@ -286,8 +316,9 @@ class CompiledSimulator:
             for p in (outp, outp.with_name(outp.name + ".part")):
                 p.unlink(missing_ok=True)
         except OSError as e:
-            raise CompiledSimError(f"cannot write the simulation input in {run_dir}: {e}") \
-                from None
+            err = CompiledSimError(f"cannot write the simulation input in {run_dir}: {e}")
+            err.kept = False
+            raise err from None
         t0 = time.perf_counter()
         rc, lines = self._execute(info.path / "sim", inp, outp, log, progress)
         seconds = time.perf_counter() - t0
@@ -324,12 +355,6 @@ class CompiledSimulator:
                 o += cfg.layers[j + 1]
                 params.append((w, b))
             result.params.append(params)
-        if keep:
-            result.run_dir = run_dir
-        elif workdir is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            inp.unlink(missing_ok=True)
         return result
 
     def run(self, x, labels, ks, **kw):

@@ -17,11 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ..gen import output
 from ..gen.tools import ToolError, ToolMissing, tool_command
 from .cxxrtl_split import split_eval
 
 __all__ = ["CompiledSimError", "HARNESS", "TOP", "RECIPE", "PORTS", "mangle",
-           "runtime_include_dir", "compile_model"]
+           "runtime_include_dir", "compile_model", "build_problems"]
 
 HARNESS_DIR = Path(__file__).resolve().parent / "harness"
 HARNESS = HARNESS_DIR / "harness.cc"
@@ -54,6 +55,9 @@ BASE_FLAGS = ("-std=c++17", "-DCXXRTL_NDEBUG", "-fno-var-tracking", "-w")
 class CompiledSimError(ToolError):
     """The compiled simulation could not be built or did not finish; the
     message says what to install or where the log is."""
+
+    #: the run's folder is kept for diagnosis (the message names it)
+    kept = True
 
 
 # -- names -------------------------------------------------------------------------
@@ -167,6 +171,19 @@ def _children_cpu():
 
 
 
+#: What a cached build must hold, checked against its manifest on every use.
+BUILD_FILES = ("sim", "top.h", "build.txt")
+BUILD_KIND = "cxxrtl-build"
+BUILD_MANIFEST = "build.manifest.json"
+
+
+def build_problems(dest):
+    """Why the cached build ``dest`` cannot be used (empty list: intact): it
+    has no manifest (unfinished, or from an older version) or a file differs
+    from its hash (e.g. a truncated binary)."""
+    return output.verify(dest, BUILD_KIND, BUILD_MANIFEST)
+
+
 def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log):
     """Build the simulator binary for ``verilog`` into ``dest`` (a directory in
     the ``cache``): Yosys ``write_cxxrtl``, the evaluation split into units,
@@ -269,13 +286,16 @@ def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log):
             f"flags: {' '.join(flags)}\nunits: {n}\nsafe clocking: {safe}\n" +
             "".join(f"{k}: {v:.1f} s\n" for k, v in seconds.items()) +
             "".join(f"  {u}: {unit_seconds[u]:.1f} s\n" for u in order))
-        (work / "ok").write_text("")
         for obj in objs:          # the objects are not needed any more
             (work / obj).unlink(missing_ok=True)
+        (work / "ok").write_text("")
+        # the manifest (hashes of what a run uses) marks the build complete;
+        # every later use checks it (build_problems)
+        output.write_manifest(work, BUILD_KIND, files=BUILD_FILES, name=BUILD_MANIFEST)
         try:
             os.rename(work, dest)
         except OSError:           # a concurrent build won the race
-            if not (dest / "ok").exists():
+            if build_problems(dest):
                 raise
             shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(cache / f"failed-{dest.name}", ignore_errors=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..gen import output
 from ..gen.config import NO_UPDATE, initial_float_parameters, initial_parameters
 from ..gen.schedule import Schedule
 
@@ -291,4 +292,4 @@ class GoldenModel:
             arrays["schedule_F"] = np.array(schedule.F)
             arrays["schedule_U"] = np.array(schedule.U)
             arrays["schedule_spacing"] = np.array(schedule.spacing)
-        np.savez(path, **arrays)
+        output.save_npz(path, **arrays)

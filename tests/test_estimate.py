@@ -18,8 +18,7 @@ import pytest
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.config import legal_cycles, load_config
 from sparse_edge.gen.estimate import clocks_per_sample, estimate, map_memory, multipliers, ECP5
-from sparse_edge.gen.explore import (InlineExecutor, ProcessExecutor, enumerate_points,
-                                     most_promising, pareto_front)
+from sparse_edge.gen.explore import enumerate_points, most_promising, pareto_front
 from sparse_edge.gen.synth import TARGETS, SynthError, get_target
 from sparse_edge.hdl.network import Network
 
@@ -185,18 +184,3 @@ def test_explore_cli(capsys, tmp_path):
     assert [p["C"] for p in data["points"]] == [16, 32, 64, 128, 256, 512, 1024]
     assert data["pareto"]
 
-
-def _square(x):
-    return x * x
-
-
-def _fail(x):
-    raise ValueError(f"bad {x}")
-
-
-def test_executors_share_one_interface():
-    for ex in (InlineExecutor(), ProcessExecutor(2)):
-        got = dict(ex.map(_square, [1, 2, 3]))
-        assert got == {1: 1, 2: 4, 3: 9}
-        (job, res), = list(ex.map(_fail, [7]))
-        assert job == 7 and isinstance(res, ValueError)

@@ -5,7 +5,7 @@ from hypothesis import given, settings, strategies as st
 
 from sparse_edge.gen.config import legal_cycles
 from sparse_edge.gen.interleaver import (KINDS, PatternError, JunctionPattern, make_pattern,
-                                         save_patterns)
+                                         save_patterns, straddle_duplicate)
 
 
 @st.composite
@@ -50,6 +50,14 @@ def test_pattern_properties(j, kind, seed):
     # a neuron inside one sweep can never have a duplicate
     if pat.cycle % n == 0 and n % fo == 0 or n % pat.cycle == 0:
         assert not dup
+    # the config validator's cheap rule-4 check (only neurons straddling a
+    # sweep boundary) agrees with the whole pattern, down to the first pair
+    found = straddle_duplicate(kind, p, n, fo, z, seed)
+    assert (found is not None) == dup
+    if dup:
+        j = next(r for r in range(n) if len(set(src[r * pat.fi:(r + 1) * pat.fi])) < pat.fi)
+        row = src[j * pat.fi:(j + 1) * pat.fi]
+        assert found == (j, int(min(m for m in set(row) if (row == m).sum() > 1)))
 
 
 def test_zero_start_is_the_reference_pattern():

@@ -5,8 +5,8 @@ Every module of the package is read with :mod:`ast` (nothing is imported) and
 given a layer:
 
 0. **description**: the network description and its plain numbers
-   (``gen/errors, output, fixedpoint, tables, interleaver, schedule, config,
-   geometry, datasets, protocol``);
+   (``gen/errors, output, fixedpoint, tables, interleaver, schedule, config, names,
+   legality, geometry, datasets, protocol``);
 1. **hdl**: the hardware (``hdl/*``);
 2. **flows**: what turns a description into results (``gen/flow, tools,
    targets, synth, estimate, explore, sweep``, ``sim/*``, ``boards/*``: every
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gen", "hdl", "sim", "boards")
 LAYER_NAMES = ("description", "hdl", "flows", "cli")
 DESCRIPTION = {"errors", "output", "fixedpoint", "tables", "interleaver", "schedule", "config",
+               "names", "legality",
                "geometry", "datasets", "protocol"}
 
 
