@@ -170,14 +170,15 @@ def test_xc7_dsp_budget(xc7, build_root):
 
 
 def test_board_network_estimates():
-    """The board network at C = 32: 354 multipliers; on the GW5A the 160 UP
-    products (17 x 8 bits) take two MULT12X12 each; on the 7-series the 240
+    """The board network at C = 32: 354 multipliers; on the GW5A each takes
+    one MULT12X12 (the UP product's bias step is w + 1 = 9 bits since issue
+    11 narrowed it from 17, which took two each); on the 7-series the 240
     DSP48E1 of the 100T take 240 of them with --max-dsp 240, and the 35T
     does not fit."""
     from sparse_edge.gen.config import load_config
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "board.toml")
     e = estimate(cfg, "gw5a-138")
-    assert e.multipliers == 354 and e.resources["dsp"] == 354 + 160
+    assert e.multipliers == 354 and e.resources["dsp"] == 354
     e = estimate(cfg, "xc7a100t", max_dsp=240)
     assert e.resources["dsp"] == 240 and e.soft_multipliers == 114
     assert not estimate(cfg, "xc7a35t").fits
