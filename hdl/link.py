@@ -1,0 +1,1076 @@
+"""The link engine: the board side of the host link protocol (docs/boards.md).
+
+Byte path, receive side: UART receiver -> FIFO -> :class:`Deframer` (undoes the
+byte stuffing, marks ``SYNC``) -> :class:`FrameReceiver` (header, length,
+CRC) -> the engine's per-type handlers; for a sample, :class:`PixelDecoder`
+writes the decoded pixels into the open slot of :class:`InputBuffer`, which
+feeds the :class:`~sparse_edge.hdl.network.Network` whole beats.  Transmit
+side: the engine's reply generator -> :class:`FrameSender` (header, length,
+CRC) -> :class:`Enframer` (byte stuffing) -> UART transmitter.  Predictions go
+from the network into :class:`PredictionRing` until the host acknowledges
+them.
+
+Every constant, the CRC equations and the INFO contents come from
+:mod:`sparse_edge.gen.protocol`, which the host driver uses too.
+"""
+
+import operator
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..gen import protocol as P
+
+__all__ = ["FRAME_BYTE", "crc16_next", "Deframer", "Enframer", "FrameReceiver", "FrameSender",
+           "PixelDecoder", "InputBuffer", "PredictionRing", "LinkEngine"]
+
+#: A byte between the (un)stuffing layer and the frame layer: ``sync`` marks
+#: the frame delimiter (its ``data`` is meaningless).
+FRAME_BYTE = data.StructLayout({"data": 8, "sync": 1})
+
+_EQUATIONS = P.crc16_equations()
+
+
+def crc16_next(crc, byte):
+    """The CRC-16/CCITT-FALSE register after ``byte`` (XOR network from
+    :func:`~sparse_edge.gen.protocol.crc16_equations`)."""
+    bits = []
+    for cbits, dbits in _EQUATIONS:
+        v = Const(0, 1)
+        for i in cbits:
+            v = v ^ crc[i]
+        for i in dbits:
+            v = v ^ byte[i]
+        bits.append(v)
+    return Cat(*bits)
+
+
+def _pow2(n):
+    return 1 << max(0, (n - 1).bit_length())
+
+
+def _bits(n):
+    return max(0, (n - 1).bit_length())
+
+
+class Deframer(wiring.Component):
+    """Undoes the byte stuffing of the receive path.
+
+    Members
+    -------
+    i : In(stream.Signature(8))
+        Bytes as received.
+    o : Out(stream.Signature(FRAME_BYTE))
+        ``sync`` for a ``SYNC`` byte, else the unescaped byte (``ESC`` bytes
+        are consumed).  Combinational, no latency; one byte per clock.
+    """
+
+    def __init__(self):
+        super().__init__({"i": In(stream.Signature(8)),
+                          "o": Out(stream.Signature(FRAME_BYTE))})
+
+    def elaborate(self, platform):
+        m = Module()
+        esc = Signal(name="unstuff_esc")
+        b = self.i.payload
+        is_sync, is_esc = b == P.SYNC, b == P.ESC
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid & ~is_esc),
+            self.o.payload.sync.eq(is_sync),
+            self.o.payload.data.eq(Mux(esc, b ^ P.ESC_XOR, b)),
+            self.i.ready.eq(self.o.ready | is_esc),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += esc.eq(is_esc)
+        return m
+
+
+class Enframer(wiring.Component):
+    """Byte stuffing of the transmit path.
+
+    Members
+    -------
+    i : In(stream.Signature(FRAME_BYTE))
+        ``sync`` sends a bare ``SYNC``; a data byte equal to ``SYNC`` or
+        ``ESC`` goes out as ``ESC, byte ^ 0x20`` (two bytes), any other as is.
+    o : Out(stream.Signature(8))
+        Bytes to send.  Combinational, no latency.
+    """
+
+    def __init__(self):
+        super().__init__({"i": In(stream.Signature(FRAME_BYTE)),
+                          "o": Out(stream.Signature(8))})
+
+    def elaborate(self, platform):
+        m = Module()
+        second = Signal(name="stuff_second")     # the ESC went out, now the byte
+        d = self.i.payload.data
+        special = ~self.i.payload.sync & ((d == P.SYNC) | (d == P.ESC))
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid),
+            self.o.payload.eq(Mux(self.i.payload.sync, P.SYNC,
+                                  Mux(special, Mux(second, d ^ P.ESC_XOR, P.ESC), d))),
+            self.i.ready.eq(self.o.ready & (~special | second)),
+        ]
+        with m.If(self.o.valid & self.o.ready & special):
+            m.d.sync += second.eq(~second)
+        return m
+
+
+HOST_HEADER = data.StructLayout({"type": 8, "seq": 8, "ack": 16, "length": 16})
+
+
+class FrameReceiver(wiring.Component):
+    """Frame layer of the receive path: header, payload length, CRC.
+
+    Parameters
+    ----------
+    max_payload : int
+        Longer frames are dropped as bad as soon as their header is in.
+
+    Members
+    -------
+    i : In(stream.Signature(FRAME_BYTE))
+        From the :class:`Deframer`.
+    header : Out(HOST_HEADER)
+        Type, sequence number, acknowledgement and length of the current
+        frame; valid from its first payload byte (or its ``done``) until the
+        next frame starts.
+    o : Out(stream.Signature(8))
+        Payload bytes, in order; ``pos`` is the index of the one offered.
+        Back-pressure stalls the receiver (bytes wait in the FIFO before it).
+    pos : Out(16)
+    done : Out(stream.Signature(1))
+        One transfer per started frame, after its last byte: payload ``1`` if
+        the frame is good (length and CRC), ``0`` if not (bad CRC, too long,
+        cut short by a ``SYNC``).  Nothing else is received until it is taken.
+
+    Throughput: one byte per clock.
+    """
+
+    def __init__(self, max_payload):
+        self.max_payload = operator.index(max_payload)
+        super().__init__({
+            "i": In(stream.Signature(FRAME_BYTE)),
+            "header": Out(HOST_HEADER),
+            "o": Out(stream.Signature(8)),
+            "pos": Out(16),
+            "done": Out(stream.Signature(1)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        crc = Signal(16, init=0xFFFF, name="rx_crc")
+        cnt = Signal(16, name="rx_count")          # header / CRC byte counter
+        good = Signal(name="rx_good")
+        hdr = Signal(HOST_HEADER, name="rx_header")
+        m.d.comb += [self.header.eq(hdr), self.pos.eq(cnt)]
+        b, sync = self.i.payload.data, self.i.payload.sync
+        take = self.i.valid & self.i.ready
+        with m.If(take & ~sync):
+            m.d.sync += crc.eq(crc16_next(crc, b))
+        raw = Signal(48, name="rx_header_bytes")
+
+        with m.FSM(name="rx_frame"):
+            with m.State("HUNT"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(take & sync):
+                    m.d.sync += [crc.eq(0xFFFF), cnt.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(take & sync):
+                    # an empty frame (SYNC SYNC) or one cut short in its header
+                    m.d.sync += [crc.eq(0xFFFF), cnt.eq(0)]
+                    with m.If(cnt != 0):
+                        m.d.sync += good.eq(0)
+                        m.next = "ABORT_TAKEN"
+                with m.Elif(take):
+                    m.d.sync += [raw.word_select(cnt[:3], 8).eq(b), cnt.eq(cnt + 1)]
+                    with m.If(cnt == 5):
+                        full = Cat(raw[:40], b)
+                        m.d.sync += [hdr.eq(full), cnt.eq(0)]
+                        length = full[32:48]
+                        with m.If(length > self.max_payload):
+                            m.d.sync += good.eq(0)
+                            m.next = "DONE"
+                        with m.Elif(length == 0):
+                            m.next = "CRC"
+                        with m.Else():
+                            m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.o.valid.eq(self.i.valid & ~sync),
+                             self.o.payload.eq(b),
+                             self.i.ready.eq(self.o.ready & ~sync)]
+                with m.If(self.i.valid & sync):
+                    m.d.sync += good.eq(0)
+                    m.next = "DONE"
+                with m.Elif(take):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == hdr.length - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += self.i.ready.eq(~sync)
+                with m.If(self.i.valid & sync):
+                    m.d.sync += good.eq(0)
+                    m.next = "DONE"
+                with m.Elif(take):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == 1):
+                        m.d.sync += good.eq(crc16_next(crc, b) == 0)
+                        m.next = "DONE"
+            with m.State("DONE"):
+                # the SYNC that cut a frame short is left for HUNT
+                m.d.comb += [self.done.valid.eq(1), self.done.payload.eq(good)]
+                with m.If(self.done.ready):
+                    m.next = "HUNT"
+            with m.State("ABORT_TAKEN"):
+                # cut short by a SYNC that was already consumed: report, go on
+                m.d.comb += [self.done.valid.eq(1), self.done.payload.eq(0)]
+                with m.If(self.done.ready):
+                    m.next = "HEADER"
+        return m
+
+
+DEVICE_HEADER = data.StructLayout({"type": 8, "seq": 8, "length": 16})
+
+
+class FrameSender(wiring.Component):
+    """Frame layer of the transmit path.
+
+    Members
+    -------
+    cmd : In(stream.Signature(DEVICE_HEADER))
+        Starts a frame: ``SYNC``, the header, then ``length`` bytes from
+        ``i``, then the CRC (most significant byte first).
+    i : In(stream.Signature(8))
+        The payload bytes of the current frame.
+    o : Out(stream.Signature(FRAME_BYTE))
+        To the :class:`Enframer`.
+    busy : Out(1)
+        A frame is being sent (``cmd.ready`` is low).
+    """
+
+    def __init__(self):
+        super().__init__({
+            "cmd": In(stream.Signature(DEVICE_HEADER)),
+            "i": In(stream.Signature(8)),
+            "o": Out(stream.Signature(FRAME_BYTE)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        hdr = Signal(DEVICE_HEADER, name="tx_header")
+        crc = Signal(16, init=0xFFFF, name="tx_crc")
+        cnt = Signal(16, name="tx_count")
+        sent = self.o.valid & self.o.ready
+        covered = Signal(name="tx_crc_en")       # header and payload bytes
+        with m.If(sent & covered):
+            m.d.sync += crc.eq(crc16_next(crc, self.o.payload.data))
+        with m.FSM(name="tx_frame"):
+            with m.State("IDLE"):
+                m.d.comb += self.cmd.ready.eq(1)
+                with m.If(self.cmd.valid):
+                    m.d.sync += [hdr.eq(self.cmd.payload), crc.eq(0xFFFF), cnt.eq(0)]
+                    m.next = "SYNC"
+            with m.State("SYNC"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(1), self.o.payload.sync.eq(1)]
+                with m.If(self.o.ready):
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(1), covered.eq(1),
+                             self.o.payload.data.eq(hdr.as_value().word_select(cnt[:2], 8))]
+                with m.If(self.o.ready):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == 3):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "PAYLOAD"
+                        with m.If(hdr.length == 0):
+                            m.next = "CRC"
+            with m.State("PAYLOAD"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(self.i.valid), covered.eq(1),
+                             self.o.payload.data.eq(self.i.payload),
+                             self.i.ready.eq(self.o.ready)]
+                with m.If(sent):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt == hdr.length - 1):
+                        m.d.sync += cnt.eq(0)
+                        m.next = "CRC"
+            with m.State("CRC"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(1),
+                             self.o.payload.data.eq(Mux(cnt[0], crc[:8], crc[8:]))]
+                with m.If(self.o.ready):
+                    m.d.sync += cnt.eq(cnt + 1)
+                    with m.If(cnt[0]):
+                        m.next = "IDLE"
+        return m
+
+
+class PixelDecoder(wiring.Component):
+    """Decodes the pixel code of a sample (see :mod:`sparse_edge.gen.protocol`)
+    into pixel writes.
+
+    Parameters
+    ----------
+    inputs : int
+        Pixels the host sends (``data.inputs``); the code may not describe more.
+    lanes : int
+        Pixels per beat of the network (``z[0]``): pixel ``p`` is written to
+        beat ``p // lanes``, lane ``p % lanes``.
+    symbol_bits : int
+        Bits of a pixel the number format uses (``min(frac_bits, 8)``).
+
+    Members
+    -------
+    clear : In(1)
+        Start a new sample (position 0, no error).
+    i : In(stream.Signature(8))
+        Code bytes.  A symbol byte is taken and written in one clock; a run of
+        ``n`` zeros takes one clock for its byte and then ``n`` clocks of
+        writes, during which no byte is taken.
+    write : In(1)
+        Perform the writes (low: only check the code).
+    finish : In(1)
+        The code is complete: write zeros up to pixel ``inputs - 1`` (one per
+        clock); ``finished`` rises when done (or at once after an error).
+    finished : Out(1)
+    error : Out(1)
+        The code is invalid: a reserved byte, a symbol wider than
+        ``symbol_bits``, more than ``inputs`` pixels, or a run cut short.
+    w_en, w_beat, w_lane, w_data : Out
+        Pixel write (the pixel byte is ``symbol << (8 - symbol_bits)``).
+    """
+
+    def __init__(self, inputs, lanes, symbol_bits):
+        self.inputs = operator.index(inputs)
+        self.lanes = operator.index(lanes)
+        self.symbol_bits = operator.index(symbol_bits)
+        if not 1 <= self.symbol_bits <= 8:
+            raise ValueError(f"symbol_bits must be in 1..8, not {symbol_bits}")
+        beats = -(-self.inputs // self.lanes)
+        super().__init__({
+            "clear": In(1),
+            "i": In(stream.Signature(8)),
+            "write": In(1),
+            "finish": In(1),
+            "finished": Out(1),
+            "error": Out(1),
+            "w_en": Out(1),
+            "w_beat": Out(range(max(beats, 2))),
+            "w_lane": Out(range(max(self.lanes, 2))),
+            "w_data": Out(8),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n_in, sb = self.inputs, self.symbol_bits
+        pos = Signal(range(n_in + 1), name="pix_pos")
+        beat = Signal.like(self.w_beat, name="pix_beat")
+        lane = Signal.like(self.w_lane, name="pix_lane")
+        run = Signal(range(P.MAX_RUN_8 + 1), name="pix_run")
+        esc = Signal(name="pix_esc")            # 8-bit symbols: a run count follows
+        err = Signal(name="pix_err")
+        m.d.comb += [self.w_beat.eq(beat), self.w_lane.eq(lane)]
+
+        advance = Signal(name="pix_advance")
+        with m.If(advance):
+            m.d.sync += pos.eq(pos + 1)
+            with m.If(lane == self.lanes - 1):
+                m.d.sync += [lane.eq(0), beat.eq(beat + 1)]
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+        m.d.comb += [self.w_en.eq(advance & self.write & ~err),
+                     self.error.eq(err | (self.finish & esc)),
+                     self.finished.eq((run == 0) & ((pos == n_in) | self.error))]
+
+        b = self.i.payload
+        space = n_in - pos                      # pixels still allowed
+        with m.If(self.clear):
+            m.d.sync += [pos.eq(0), beat.eq(0), lane.eq(0), run.eq(0), esc.eq(0), err.eq(0)]
+        with m.Elif(run != 0):
+            m.d.comb += [advance.eq(1), self.w_data.eq(0)]
+            m.d.sync += run.eq(run - 1)
+        with m.Elif(self.i.valid):
+            m.d.comb += self.i.ready.eq(1)
+            if sb <= 7:
+                with m.If(b < 0x80):
+                    with m.If((b >> sb != 0) | (pos == n_in)):
+                        m.d.sync += err.eq(1)
+                    with m.Else():
+                        m.d.comb += [advance.eq(~err), self.w_data.eq(b << (8 - sb))]
+                with m.Elif(b <= 0x80 + P.MAX_RUN_7 - 1):
+                    n = b - 0x7F
+                    with m.If(n > space):
+                        m.d.sync += err.eq(1)
+                    with m.Elif(~err):
+                        m.d.sync += run.eq(n)
+                with m.Else():
+                    m.d.sync += err.eq(1)
+            else:
+                with m.If(esc):
+                    m.d.sync += esc.eq(0)
+                    with m.If(b + 1 > space):
+                        m.d.sync += err.eq(1)
+                    with m.Elif(~err):
+                        m.d.sync += run.eq(b + 1)
+                with m.Elif(b == P.RUN_8):
+                    m.d.sync += esc.eq(1)
+                with m.Elif(pos == n_in):
+                    m.d.sync += err.eq(1)
+                with m.Else():
+                    m.d.comb += [advance.eq(~err), self.w_data.eq(b ^ 0x80)]
+        with m.Elif(self.finish & ~self.error & (pos != n_in)):
+            m.d.comb += [advance.eq(1), self.w_data.eq(0)]
+        return m
+
+
+class InputBuffer(wiring.Component):
+    """Slots of decoded samples, written pixel by pixel, read beat by beat
+    into the network.
+
+    Parameters
+    ----------
+    slots : int
+        Number of samples it holds (a power of two): the host's credit.
+    beats : int
+        Beats per sample (``layers[0] // z[0]``).
+    beat_layout : Layout
+        The network's input beat (``Network.beat_layout``).
+
+    Members
+    -------
+    w_en, w_beat, w_lane, w_data : In
+        Write a pixel into the open slot (the one after the last committed).
+        Only while ``free`` is nonzero.
+    commit : In(1)
+        Close the open slot with ``c_label``, ``c_lr``, ``c_update``: it will
+        be fed to the network once, after the slots committed before it.
+    free : Out
+        Slots neither committed nor being fed (the open slot included).
+    consumed : Out(16)
+        Samples fed completely, mod 2**16 (the host's credit limit is
+        ``consumed + slots``).
+    empty : Out(1)
+        No committed sample is waiting or being fed.
+    hold : In(1)
+        Do not start feeding another sample (parameter access).
+    o : Out(stream.Signature(beat_layout))
+        Beats to the network, one per clock from a block RAM read port
+        (latency one clock, hidden by reading ahead).
+    """
+
+    def __init__(self, slots, beats, beat_layout):
+        self.slots = operator.index(slots)
+        if self.slots < 1 or self.slots & (self.slots - 1):
+            raise ValueError(f"slots must be a power of two, not {slots}")
+        self.beats = operator.index(beats)
+        self.stride = _pow2(self.beats)
+        self.beat_layout = beat_layout
+        pix = beat_layout["pixels"].shape
+        self.lanes = pix.length
+        fields = dict((name, f.shape) for name, f in beat_layout)
+        super().__init__({
+            "w_en": In(1), "w_beat": In(range(max(self.stride, 2))),
+            "w_lane": In(range(max(self.lanes, 2))), "w_data": In(8),
+            "commit": In(1), "c_label": In(fields["label"]), "c_lr": In(4), "c_update": In(1),
+            "free": Out(range(self.slots + 1)),
+            "consumed": Out(16),
+            "empty": Out(1),
+            "hold": In(1),
+            "o": Out(stream.Signature(beat_layout)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        K, lanes = self.slots, self.lanes
+        sbits, bbits = _bits(K), _bits(self.stride)
+        mem = Memory(shape=unsigned(8 * lanes), depth=K * self.stride, init=[])
+        m.submodules.slots = mem
+        wp = mem.write_port(granularity=8)
+        rp = mem.read_port()
+        wr = Signal(sbits + 1, name="buf_wr")        # committed samples (mod 2K)
+        rel = Signal(sbits + 1, name="buf_release")  # released samples (fed completely)
+        fetch = Signal(sbits + 1, name="buf_fetch")  # samples whose beats were all read
+        fbeat = Signal(range(max(self.beats, 2)), name="buf_fetch_beat")
+        labels = Array(Signal.like(self.c_label, name=f"buf_label{i}") for i in range(K))
+        lrs = Array(Signal(4, name=f"buf_lr{i}") for i in range(K))
+        upds = Array(Signal(name=f"buf_update{i}") for i in range(K))
+
+        used = Signal(sbits + 1, name="buf_used")
+        m.d.comb += [used.eq(wr - rel), self.free.eq(K - used), self.empty.eq(wr == rel)]
+
+        # write side
+        wslot = wr[:sbits] if sbits else Const(0, 0)
+        m.d.comb += [
+            wp.addr.eq(Cat(self.w_beat[:bbits] if bbits else Const(0, 0), wslot)),
+            wp.data.eq(Cat(*([self.w_data] * lanes))),
+            wp.en.eq(Mux(self.w_en & (used != K), Const(1, lanes) << self.w_lane, 0)),
+        ]
+        with m.If(self.commit & (used != K)):
+            m.d.sync += wr.eq(wr + 1)
+            m.d.sync += [labels[wslot].eq(self.c_label), lrs[wslot].eq(self.c_lr),
+                         upds[wslot].eq(self.c_update)]
+
+        # read side: the read port's output register holds the offered beat
+        held = Signal(name="buf_held")            # rp.data is a beat on offer
+        held_last = Signal(name="buf_held_last")
+        out_label = Signal.like(self.c_label, name="buf_out_label")
+        out_lr = Signal(4, name="buf_out_lr")
+        out_upd = Signal(name="buf_out_update")
+        advance = ~held | self.o.ready
+        fslot = fetch[:sbits] if sbits else Const(0, 0)
+        can_fetch = (fetch != wr) & ~(self.hold & (fbeat == 0))
+        m.d.comb += [
+            rp.addr.eq(Cat(fbeat[:bbits] if bbits else Const(0, 0), fslot)),
+            rp.en.eq(advance),
+            self.o.valid.eq(held),
+            self.o.payload.pixels.eq(rp.data),
+            self.o.payload.label.eq(out_label),
+            self.o.payload.lr.eq(out_lr),
+            self.o.payload.update.eq(out_upd),
+        ]
+        with m.If(advance):
+            m.d.sync += held.eq(can_fetch)
+            with m.If(can_fetch):
+                m.d.sync += [out_label.eq(labels[fslot]), out_lr.eq(lrs[fslot]),
+                             out_upd.eq(upds[fslot]), held_last.eq(fbeat == self.beats - 1)]
+                with m.If(fbeat == self.beats - 1):
+                    m.d.sync += [fbeat.eq(0), fetch.eq(fetch + 1)]
+                with m.Else():
+                    m.d.sync += fbeat.eq(fbeat + 1)
+        with m.If(self.o.valid & self.o.ready & held_last):
+            m.d.sync += [rel.eq(rel + 1), self.consumed.eq(self.consumed + 1)]
+        return m
+
+
+class PredictionRing(wiring.Component):
+    """Predictions of the network kept until the host acknowledges them.
+
+    Parameters
+    ----------
+    depth : int
+        Entries (a power of two); when all hold unacknowledged predictions the
+        network's output stalls (the network then stalls as a whole: nothing is
+        lost).
+    result_layout : Layout
+        The network's result (``Network.result_layout``).
+
+    Members
+    -------
+    i : In(stream.Signature(result_layout))
+        From the network; only ``prediction`` is kept.
+    produced : Out(16)
+        Predictions received so far, mod 2**16 (prediction ``n`` belongs to
+        the ``n``-th sample fed to the network).
+    tail : Out(16)
+        Predictions acknowledged so far.
+    ack, ack_en : In
+        The host's cumulative acknowledgement; ignored unless it lies between
+        ``tail`` and ``produced``.
+    r_index : In(16)
+        Prediction to read; ``r_data`` one clock later.
+    r_data : Out(8)
+    full : Out(1)
+    """
+
+    def __init__(self, depth, result_layout):
+        self.depth = operator.index(depth)
+        if self.depth < 2 or self.depth & (self.depth - 1):
+            raise ValueError(f"the prediction ring depth must be a power of two >= 2, not {depth}")
+        if self.depth > P.INDEX_MOD // 2:
+            raise ValueError("the prediction ring is too deep for 16-bit indices")
+        super().__init__({
+            "i": In(stream.Signature(result_layout)),
+            "produced": Out(16), "tail": Out(16),
+            "ack": In(16), "ack_en": In(1),
+            "r_index": In(16), "r_data": Out(8),
+            "full": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bits = _bits(self.depth)
+        mem = Memory(shape=unsigned(8), depth=self.depth, init=[])
+        m.submodules.ring = mem
+        wp, rp = mem.write_port(), mem.read_port()
+        outstanding = Signal(16, name="ring_outstanding")
+        m.d.comb += [
+            outstanding.eq(self.produced - self.tail),
+            self.full.eq(outstanding == self.depth),
+            self.i.ready.eq(~self.full),
+            wp.addr.eq(self.produced[:bits]), wp.data.eq(self.i.payload.prediction),
+            wp.en.eq(self.i.valid & self.i.ready),
+            rp.addr.eq(self.r_index[:bits]), self.r_data.eq(rp.data),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += self.produced.eq(self.produced + 1)
+        step = Signal(16, name="ring_ack_step")
+        m.d.comb += step.eq(self.ack - self.tail)
+        with m.If(self.ack_en & (step <= outstanding)):
+            m.d.sync += self.tail.eq(self.ack)
+        return m
+
+
+def _counter(m, name, width, en):
+    c = Signal(width, name=name)
+    with m.If(en):
+        m.d.sync += c.eq(c + 1)
+    return c
+
+
+class LinkEngine(wiring.Component):
+    """The board side of the link protocol around one network.
+
+    Parameters
+    ----------
+    net : Network
+        The network it drives (only its public interface is used: the
+        signature, ``cfg``, ``schedule``, ``beats_per_sample``,
+        ``drain_samples()``, ``clocks_per_sample``, ``geometry``).
+    slots : int
+        Input buffer slots (power of two): how many samples the host may
+        send ahead of the network.
+    pred_ring : int
+        Prediction ring entries (power of two).
+    clock_hz, divisor : int
+        Reported in INFO (the host prints the baud rate and rates).
+    rx_fifo : int
+        Receive FIFO bytes: absorbs the clocks a zero run takes to write.
+    counter_bits : int
+        Width of the status counters (sent as 4 bytes).
+
+    Members
+    -------
+    rx : In(stream.Signature(8))
+        Received bytes (from the UART receiver).
+    tx : Out(stream.Signature(8))
+        Bytes to send (to the UART transmitter).
+    rx_overflow, rx_framing : In(1)
+        One-clock pulses from the UART receiver, counted.
+    net : In(net.signature)
+        To the network (connect with ``wiring.connect``).
+    idle : Out(1)
+        Nothing to do until a byte arrives: no frame being received or sent,
+        no sample buffered, the network stalled (the simulated board's
+        harness sleeps then).
+    activity, error, running : Out(1)
+        For LEDs: a frame was received good, bad; the network ran this clock.
+
+    Latency: a sample is fed to the network from the clock after its frame's
+    CRC checks and its trailing pixels are written (``inputs`` clocks at most);
+    its REPORT starts when the previous reply has been sent.  Throughput is
+    the line's (bytes of frames, ``10 * divisor`` clocks each): the engine
+    decodes one code byte per clock and feeds one beat per clock.
+    """
+
+    def __init__(self, net, slots=4, pred_ring=64, clock_hz=0, divisor=0, rx_fifo=None,
+                 counter_bits=32):
+        cfg = net.cfg
+        self.net_sig = net.signature
+        self.cfg = cfg
+        self.slots = operator.index(slots)
+        self.pred_ring = operator.index(pred_ring)
+        self.counter_bits = operator.index(counter_bits)
+        if not 1 <= self.counter_bits <= 32:
+            raise ValueError("counter_bits must be in 1..32")
+        self.beats = net.beats_per_sample
+        self.beat_layout = net.beat_layout
+        self.result_layout = net.result_layout
+        self.width = cfg.fmt.width
+        self.sbits = P.symbol_bits(cfg.fmt)
+        self.z = [cfg.z[j] for j in range(cfg.junctions)]
+        self.q = [net.geometry.q[j + 1] for j in range(cfg.junctions)]
+        self.totals = [(cfg.edges[j], cfg.layers[j + 1]) for j in range(cfg.junctions)]
+        if cfg.classes > 256:
+            raise ValueError("the link carries predictions as bytes: at most 256 classes")
+        sched = net.schedule.name
+        self.info = P.info_payload(cfg, sched, net.clocks_per_sample, net.drain_samples(),
+                                   self.slots, self.pred_ring, clock_hz, divisor)
+        self.max_payload = max(4 + 2 * cfg.inputs, 6 + 2 * P.MAX_WRITE)
+        if rx_fifo is None:
+            # a run of zeros writes a pixel per clock while bytes keep arriving
+            per_byte = 10 * max(divisor, 4)
+            rx_fifo = max(16, _pow2(cfg.inputs // per_byte + 16))
+        self.rx_fifo = operator.index(rx_fifo)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "tx": Out(stream.Signature(8)),
+            "rx_overflow": In(1), "rx_framing": In(1),
+            "net": In(self.net_sig),
+            "idle": Out(1),
+            "activity": Out(1), "error": Out(1), "running": Out(1),
+        })
+
+    def elaborate(self, platform):
+        from amaranth.lib.fifo import SyncFIFOBuffered
+        m = Module()
+        cfg = self.cfg
+        J = cfg.junctions
+        net = self.net
+        cb = self.counter_bits
+
+        m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo)
+        m.submodules.deframer = deframer = Deframer()
+        m.submodules.receiver = rcv = FrameReceiver(self.max_payload)
+        m.submodules.decoder = dec = PixelDecoder(cfg.inputs, self.beat_layout["pixels"].shape.length,
+                                                  self.sbits)
+        m.submodules.buffer = buf = InputBuffer(self.slots, self.beats, self.beat_layout)
+        m.submodules.ring = ring = PredictionRing(self.pred_ring, self.result_layout)
+        m.submodules.sender = snd = FrameSender()
+        m.submodules.enframer = enf = Enframer()
+        wiring.connect(m, wiring.flipped(self.rx), fifo.w_stream)
+        wiring.connect(m, fifo.r_stream, deframer.i)
+        wiring.connect(m, deframer.o, rcv.i)
+        wiring.connect(m, snd.o, enf.i)
+        wiring.connect(m, enf.o, wiring.flipped(self.tx))
+        wiring.connect(m, buf.o, wiring.flipped(net.i))
+        wiring.connect(m, wiring.flipped(net.o), ring.i)
+        m.d.comb += [buf.w_beat.eq(dec.w_beat), buf.w_lane.eq(dec.w_lane),
+                     buf.w_data.eq(dec.w_data), buf.w_en.eq(dec.w_en)]
+
+        hdr = rcv.header
+        # -- network state ------------------------------------------------------------------
+        clk_prev = Signal(8, name="net_clocks_prev")
+        m.d.sync += clk_prev.eq(net.clocks[:8])
+        ran = Signal(name="net_ran")
+        m.d.comb += ran.eq(net.clocks[:8] != clk_prev)
+        still = Signal(2, name="net_still")       # clocks the network has not run
+        with m.If(ran):
+            m.d.sync += still.eq(0)
+        with m.Elif(still != 3):
+            m.d.sync += still.eq(still + 1)
+        quiet = Signal(name="net_quiet")
+        m.d.comb += quiet.eq(buf.empty & (still == 3) & ~net.o.valid)
+        out_stall = net.o.valid & ~net.o.ready
+
+        # -- counters -------------------------------------------------------------------------
+        good_pulse, bad_pulse = Signal(name="frame_good"), Signal(name="frame_bad")
+        m.d.comb += [good_pulse.eq(rcv.done.valid & rcv.done.ready & rcv.done.payload),
+                     bad_pulse.eq(rcv.done.valid & rcv.done.ready & ~rcv.done.payload)]
+        ev = {name: Signal(name=f"ev_{name}") for name, _ in P.STATUS_FIELDS}
+        m.d.comb += [ev["frames_good"].eq(good_pulse), ev["frames_bad"].eq(bad_pulse),
+                     ev["samples_done"].eq(net.o.valid & net.o.ready),
+                     ev["rx_overflow"].eq(self.rx_overflow),
+                     ev["rx_framing"].eq(self.rx_framing),
+                     ev["input_stalls"].eq(~ran & ~out_stall),
+                     ev["output_stalls"].eq(~ran & out_stall)]
+        uptime = Signal(48, name="uptime")
+        m.d.sync += uptime.eq(uptime + 1)
+        counters = {"uptime_clocks": uptime, "network_clocks": net.clocks}
+        for name, _ in P.STATUS_FIELDS[2:]:
+            counters[name] = _counter(m, f"cnt_{name}", cb, ev[name])
+
+        # -- request registers ---------------------------------------------------------------
+        expected = Signal(16, name="next_index")
+        s_index = Signal(16, name="smp_index")
+        s_label = Signal.like(buf.c_label, name="smp_label")
+        s_ctl = Signal(8, name="smp_ctl")
+        m.d.comb += [buf.c_label.eq(s_label), buf.c_lr.eq(s_ctl[:4]), buf.c_update.eq(s_ctl[4])]
+        s_apply = Signal(name="smp_apply")
+        pred_sent = Signal(16, name="pred_sent")
+        rq_j = Signal(8, name="req_junction")
+        rq_bias = Signal(8, name="req_bias")
+        rq_start = Signal(24, name="req_start")
+        rq_count = Signal(8, name="req_count")
+        result = Signal(8, name="reply_result")
+        stage = Memory(shape=unsigned(16), depth=P.MAX_WRITE, init=[])
+        m.submodules.write_stage = stage
+        st_wp, st_rp = stage.write_port(), stage.read_port()
+        lo_byte = Signal(8, name="req_lo_byte")
+
+        # parameter iterator: (junction, bias, row, lane) of element `it_pos`
+        it_row = Signal(len(net.ro_row) + 1, name="it_row")
+        it_lane = Signal(range(max(max(self.z + self.q), 2)), name="it_lane")
+        it_pos = Signal(24, name="it_pos")
+        it_step = Signal(name="it_step")
+        it_reset = Signal(name="it_reset")
+        widths = Array(Const(w, 16) for z, q in zip(self.z, self.q) for w in (z, q))
+        totals = Array(Const(t, 24) for pair in self.totals for t in pair)
+        sel = Signal(range(2 * J + 1), name="req_sel")
+        m.d.comb += sel.eq(Cat(rq_bias[0], rq_j[:max(1, _bits(J))]))
+        width_sel = Signal(16, name="req_width")
+        total_sel = Signal(24, name="req_total")
+        m.d.comb += [width_sel.eq(widths[sel]), total_sel.eq(totals[sel])]
+        with m.If(it_reset):
+            m.d.sync += [it_row.eq(0), it_lane.eq(0), it_pos.eq(0)]
+        with m.Elif(it_step):
+            m.d.sync += it_pos.eq(it_pos + 1)
+            with m.If(it_lane == width_sel - 1):
+                m.d.sync += [it_lane.eq(0), it_row.eq(it_row + 1)]
+            with m.Else():
+                m.d.sync += it_lane.eq(it_lane + 1)
+        ld_en = Signal(name="ld_en")
+        ld_data = Signal(self.width, name="ld_data")
+        m.d.comb += [net.ro_junction.eq(rq_j), net.ro_bias.eq(rq_bias[0]),
+                     net.ro_row.eq(it_row), net.ro_lane.eq(it_lane),
+                     net.ld_en.eq(ld_en), net.ld_data.eq(ld_data)]
+        req_ok = Signal(name="req_ok")
+        m.d.comb += req_ok.eq((rq_j < J) & (rq_bias < 2) & (rq_count != 0) &
+                              (rq_start + rq_count <= total_sel))
+
+        # -- the reply generator ---------------------------------------------------------------
+        K_INFO, K_REPORT, K_PARAMS, K_STATUS = 0, 1, 2, 3
+        job = Signal(2, name="reply_kind")
+        job_seq = Signal(8, name="reply_seq")
+        job_start = Signal(name="reply_start")
+        holding = Signal(name="param_hold")          # a PARAMS reply owns the read-out
+        m.d.comb += buf.hold.eq(holding)
+        rep_next = Signal(16, name="rep_next")
+        rep_limit = Signal(16, name="rep_limit")
+        rep_prod = Signal(16, name="rep_produced")
+        rep_base = Signal(16, name="rep_base")
+        rep_n = Signal(range(P.MAX_PREDS + 1), name="rep_n")
+        k = Signal(16, name="reply_byte")            # payload byte index
+        byte = Signal(8, name="reply_data")
+        latch = Signal(48, name="reply_latch")
+        info_rom = Memory(shape=unsigned(8), depth=len(self.info), init=list(self.info))
+        m.submodules.info_rom = info_rom
+        info_rp = info_rom.read_port()
+        m.d.comb += [info_rp.addr.eq(k), ring.r_index.eq(rep_base + k - 10)]
+        # STATUS layout tables
+        s_field, s_byte, s_first = [], [], []
+        for f, (_name, n) in enumerate(P.STATUS_FIELDS):
+            for i in range(n):
+                s_field.append(f)
+                s_byte.append(i)
+                s_first.append(int(i == 0))
+        n_status = len(s_field)
+        kk = Signal(range(max(n_status, len(self.info), 2)), name="reply_byte_small")
+        m.d.comb += kk.eq(k)
+        tab_field = Array(Const(v, 8) for v in s_field)
+        tab_byte = Array(Const(v, 3) for v in s_byte)
+        tab_first = Array(Const(v, 1) for v in s_first)
+        counter_arr = Array(counters[name] for name, _ in P.STATUS_FIELDS)
+        outstanding = Signal(16, name="pred_unsent")
+        m.d.comb += outstanding.eq(ring.produced - pred_sent)
+        length = Signal(16, name="reply_length")
+
+        reply_fsm_idle = Signal(name="reply_fsm_idle")
+        with m.FSM(name="reply"):
+            with m.State("IDLE"):
+                m.d.comb += reply_fsm_idle.eq(1)
+                with m.If(job_start):
+                    m.next = "SNAP"
+            with m.State("SNAP"):
+                m.d.sync += [rep_next.eq(expected), rep_limit.eq(buf.consumed + self.slots),
+                             rep_prod.eq(ring.produced), rep_base.eq(pred_sent), k.eq(0)]
+                n = Mux(outstanding > P.MAX_PREDS, P.MAX_PREDS, outstanding)
+                with m.If(job == K_REPORT):
+                    m.d.sync += [rep_n.eq(n), pred_sent.eq(pred_sent + n)]
+                m.d.sync += length.eq(Array([
+                    Const(len(self.info), 16), 10 + n, 6 + 2 * rq_count, Const(n_status, 16)])[job])
+                m.next = "CMD"
+            with m.State("CMD"):
+                m.d.comb += [snd.cmd.valid.eq(1),
+                             snd.cmd.payload.type.eq(Array([Const(P.INFO, 8), Const(P.REPORT, 8),
+                                                            Const(P.PARAMS, 8),
+                                                            Const(P.STATUS_REPLY, 8)])[job]),
+                             snd.cmd.payload.seq.eq(job_seq),
+                             snd.cmd.payload.length.eq(length)]
+                with m.If(snd.cmd.ready):
+                    m.next = "PREP"
+            with m.State("PREP"):
+                # addresses for byte k are set; sources with a latch load it
+                with m.If(job == K_STATUS):
+                    with m.If(tab_first[kk]):
+                        m.d.sync += latch.eq(counter_arr[tab_field[kk]])
+                m.next = "FETCH"
+            with m.State("FETCH"):
+                with m.If((job == K_PARAMS) & (k >= 6) & ~k[0]):
+                    m.d.sync += latch.eq(net.ro_data.as_unsigned())
+                m.next = "EMIT"
+            with m.State("EMIT"):
+                rep_bytes = Array([result, rep_next[:8], rep_next[8:], rep_limit[:8],
+                                   rep_limit[8:], rep_prod[:8], rep_prod[8:], rep_base[:8],
+                                   rep_base[8:], rep_n])
+                par_bytes = Array([rq_j, rq_bias, rq_start[:8], rq_start[8:16], rq_start[16:],
+                                   rq_count])
+                # PARAMS values: two bytes, sign-extended to 16 bits
+                val16 = Signal(16, name="reply_value")
+                m.d.comb += val16.eq(latch[:self.width].as_signed())
+                with m.Switch(job):
+                    with m.Case(K_INFO):
+                        m.d.comb += byte.eq(info_rp.data)
+                    with m.Case(K_REPORT):
+                        m.d.comb += byte.eq(Mux(k < 10, rep_bytes[k[:4]], ring.r_data))
+                    with m.Case(K_PARAMS):
+                        m.d.comb += byte.eq(Mux(k < 6, par_bytes[k[:3]],
+                                                Mux(k[0], val16[8:], val16[:8])))
+                    with m.Case(K_STATUS):
+                        m.d.comb += byte.eq(latch.word_select(tab_byte[kk], 8))
+                m.d.comb += [snd.i.valid.eq(1), snd.i.payload.eq(byte)]
+                with m.If(snd.i.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If((job == K_PARAMS) & (k >= 6) & k[0]):
+                        m.d.comb += it_step.eq(1)
+                    with m.If(k == length - 1):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.next = "PREP"
+            with m.State("DRAIN"):
+                # the sender is done after the CRC
+                with m.If(~snd.busy):
+                    m.d.sync += holding.eq(0)
+                    m.next = "IDLE"
+
+        # -- the request parser ------------------------------------------------------------------
+        ftype = hdr.type
+        pos = rcv.pos
+        parser_idle = Signal(name="parser_idle")
+        with m.FSM(name="link"):
+            with m.State("FRAME"):
+                m.d.comb += parser_idle.eq(1)
+                # payload bytes, by frame type
+                with m.If(rcv.o.valid):
+                    with m.Switch(ftype):
+                        with m.Case(P.SAMPLE):
+                            with m.If(pos < 4):
+                                m.d.comb += rcv.o.ready.eq(1)
+                                with m.Switch(pos[:2]):
+                                    with m.Case(0):
+                                        m.d.sync += s_index[:8].eq(rcv.o.payload)
+                                    with m.Case(1):
+                                        m.d.sync += s_index[8:].eq(rcv.o.payload)
+                                    with m.Case(2):
+                                        m.d.sync += s_label.eq(rcv.o.payload)
+                                    with m.Case(3):
+                                        m.d.sync += [s_ctl.eq(rcv.o.payload),
+                                                     s_apply.eq((s_index == expected) &
+                                                                (buf.free != 0))]
+                                        m.d.comb += dec.clear.eq(1)
+                            with m.Else():
+                                m.d.comb += [dec.i.valid.eq(1), dec.i.payload.eq(rcv.o.payload),
+                                             rcv.o.ready.eq(dec.i.ready), dec.write.eq(s_apply)]
+                        with m.Case(P.READ, P.WRITE):
+                            m.d.comb += rcv.o.ready.eq(1)
+                            b = rcv.o.payload
+                            with m.Switch(pos):
+                                with m.Case(0):
+                                    m.d.sync += rq_j.eq(b)
+                                with m.Case(1):
+                                    m.d.sync += rq_bias.eq(b)
+                                with m.Case(2):
+                                    m.d.sync += rq_start[:8].eq(b)
+                                with m.Case(3):
+                                    m.d.sync += rq_start[8:16].eq(b)
+                                with m.Case(4):
+                                    m.d.sync += rq_start[16:].eq(b)
+                                with m.Case(5):
+                                    m.d.sync += rq_count.eq(b)
+                                with m.Default():
+                                    with m.If(~pos[0]):
+                                        m.d.sync += lo_byte.eq(b)
+                                    with m.Else():
+                                        idx = (pos - 7) >> 1
+                                        m.d.comb += [st_wp.addr.eq(idx),
+                                                     st_wp.data.eq(Cat(lo_byte, b)),
+                                                     st_wp.en.eq(idx < P.MAX_WRITE)]
+                        with m.Default():
+                            m.d.comb += rcv.o.ready.eq(1)
+                with m.If(rcv.done.valid):
+                    m.d.comb += rcv.done.ready.eq(1)
+                    with m.If(rcv.done.payload):
+                        m.d.comb += [ring.ack.eq(hdr.ack), ring.ack_en.eq(1)]
+                        # a host acknowledgement beyond what was sent moves the
+                        # send pointer with it
+                        with m.If((hdr.ack - ring.tail) > (pred_sent - ring.tail)):
+                            with m.If((hdr.ack - ring.tail) <= (ring.produced - ring.tail)):
+                                m.d.sync += pred_sent.eq(hdr.ack)
+                        with m.If((ftype == P.SAMPLE) & s_apply & (hdr.length >= 4)):
+                            m.next = "FILL"
+                        with m.Else():
+                            m.next = "ACT"
+            with m.State("FILL"):
+                m.d.comb += dec.finish.eq(1)
+                m.d.comb += dec.write.eq(s_apply)
+                with m.If(dec.finished):
+                    m.next = "ACT"
+            with m.State("ACT"):
+                m.d.comb += dec.finish.eq(1)        # keeps `error` for a cut-short run
+                with m.If(reply_fsm_idle):
+                    m.d.comb += job_start.eq(1)
+                    m.d.sync += [job_seq.eq(hdr.seq), job.eq(K_REPORT), s_apply.eq(0)]
+                    m.next = "FRAME"
+                    with m.Switch(ftype):
+                        with m.Case(P.HELLO):
+                            m.d.sync += job.eq(K_INFO)
+                        with m.Case(P.STATUS):
+                            m.d.sync += job.eq(K_STATUS)
+                        with m.Case(P.POLL):
+                            m.d.sync += [result.eq(P.R_POLLED), pred_sent.eq(ring.tail)]
+                        with m.Case(P.SAMPLE):
+                            dup = Signal(16, name="smp_behind")
+                            m.d.comb += dup.eq(expected - s_index)
+                            with m.If(hdr.length < 4):
+                                m.d.sync += result.eq(P.R_BAD_REQUEST)
+                            with m.Elif(dup == 0):
+                                with m.If(~s_apply):
+                                    m.d.sync += result.eq(P.R_NO_CREDIT)
+                                    m.d.comb += ev["no_credit"].eq(1)
+                                with m.Elif(dec.error):
+                                    m.d.sync += result.eq(P.R_BAD_PIXELS)
+                                    m.d.comb += ev["bad_pixels"].eq(1)
+                                with m.Else():
+                                    m.d.sync += [result.eq(P.R_ACCEPTED),
+                                                 expected.eq(expected + 1)]
+                                    m.d.comb += [buf.commit.eq(1), ev["samples_accepted"].eq(1)]
+                            with m.Elif(dup[15]):
+                                m.d.sync += result.eq(P.R_OUT_OF_ORDER)
+                                m.d.comb += ev["out_of_order"].eq(1)
+                            with m.Else():
+                                m.d.sync += result.eq(P.R_DUPLICATE)
+                                m.d.comb += ev["duplicates"].eq(1)
+                        with m.Case(P.READ, P.WRITE):
+                            ok_len = Mux(ftype == P.READ, hdr.length == 6,
+                                         (hdr.length == 6 + 2 * rq_count) &
+                                         (rq_count <= P.MAX_WRITE))
+                            with m.If(~ok_len | ~req_ok):
+                                m.d.sync += result.eq(P.R_BAD_REQUEST)
+                            with m.Elif(~quiet):
+                                m.d.sync += result.eq(P.R_BUSY)
+                                m.d.comb += ev["busy"].eq(1)
+                            with m.Else():
+                                m.d.comb += [job_start.eq(0), it_reset.eq(1)]
+                                m.d.sync += holding.eq(1)
+                                m.next = "SEEK"
+                        with m.Default():
+                            m.d.sync += result.eq(P.R_BAD_REQUEST)
+            with m.State("SEEK"):
+                with m.If(it_pos != rq_start):
+                    m.d.comb += it_step.eq(1)
+                with m.Elif(ftype == P.READ):
+                    m.d.comb += job_start.eq(1)
+                    m.d.sync += [job.eq(K_PARAMS), job_seq.eq(hdr.seq)]
+                    m.next = "FRAME"
+                with m.Else():
+                    m.next = "APPLY"
+            with m.State("APPLY"):
+                # staged value i is read in one clock and loaded in the next
+                ap_i = Signal(8, name="apply_index")
+                ap_valid = Signal(name="apply_valid")
+                m.d.comb += st_rp.addr.eq(ap_i)
+                with m.If(ap_i != rq_count):
+                    m.d.sync += [ap_i.eq(ap_i + 1), ap_valid.eq(1)]
+                with m.Else():
+                    m.d.sync += ap_valid.eq(0)
+                with m.If(ap_valid):
+                    m.d.comb += [ld_en.eq(1), ld_data.eq(st_rp.data[:self.width]), it_step.eq(1)]
+                with m.If(~ap_valid & (ap_i == rq_count)):
+                    m.d.sync += [ap_i.eq(0), holding.eq(0), result.eq(P.R_WRITTEN),
+                                 job.eq(K_REPORT), job_seq.eq(hdr.seq)]
+                    m.d.comb += job_start.eq(1)
+                    m.next = "FRAME"
+
+        # -- status outputs ----------------------------------------------------------------------
+        m.d.comb += [
+            self.running.eq(ran),
+            self.activity.eq(good_pulse),
+            self.error.eq(bad_pulse),
+            self.idle.eq(~fifo.r_stream.valid & quiet & ~snd.busy & reply_fsm_idle &
+                         parser_idle & ~rcv.o.valid & ~rcv.done.valid & ~self.rx.valid),
+        ]
+        return m
