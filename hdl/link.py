@@ -440,12 +440,21 @@ class InputBuffer(wiring.Component):
         Beats per sample (``layers[0] // z[0]``).
     beat_layout : Layout
         The network's input beat (``Network.beat_layout``).
+    inputs : int
+        Pixels the host sends per sample; the pixels after them stay zero
+        (never written).
 
     Members
     -------
     w_en, w_beat, w_lane, w_data : In
         Write a pixel into the open slot (the one after the last committed).
-        Only while ``free`` is nonzero.
+        Pixels come in order, every one of ``0 .. inputs-1`` once per sample;
+        they are gathered into a beat register and a beat is written to the
+        block RAM when its last lane (or the last input pixel) arrives, so the
+        RAM needs one plain write port (no byte enables).  Only while
+        ``free`` is nonzero.
+    w_clear : In(1)
+        A new sample starts: clear the beat register (of a sample cut short).
     commit : In(1)
         Close the open slot with ``c_label``, ``c_lr``, ``c_update``: it will
         be fed to the network once, after the slots committed before it.
@@ -463,8 +472,9 @@ class InputBuffer(wiring.Component):
         (latency one clock, hidden by reading ahead).
     """
 
-    def __init__(self, slots, beats, beat_layout):
+    def __init__(self, slots, beats, beat_layout, inputs):
         self.slots = operator.index(slots)
+        self.inputs = operator.index(inputs)
         if self.slots < 1 or self.slots & (self.slots - 1):
             raise ValueError(f"slots must be a power of two, not {slots}")
         self.beats = operator.index(beats)
@@ -475,7 +485,7 @@ class InputBuffer(wiring.Component):
         fields = dict((name, f.shape) for name, f in beat_layout)
         super().__init__({
             "w_en": In(1), "w_beat": In(range(max(self.stride, 2))),
-            "w_lane": In(range(max(self.lanes, 2))), "w_data": In(8),
+            "w_lane": In(range(max(self.lanes, 2))), "w_data": In(8), "w_clear": In(1),
             "commit": In(1), "c_label": In(fields["label"]), "c_lr": In(4), "c_update": In(1),
             "free": Out(range(self.slots + 1)),
             "consumed": Out(16),
@@ -490,7 +500,7 @@ class InputBuffer(wiring.Component):
         sbits, bbits = _bits(K), _bits(self.stride)
         mem = Memory(shape=unsigned(8 * lanes), depth=K * self.stride, init=[])
         m.submodules.slots = mem
-        wp = mem.write_port(granularity=8)
+        wp = mem.write_port()
         rp = mem.read_port()
         wr = Signal(sbits + 1, name="buf_wr")        # committed samples (mod 2K)
         rel = Signal(sbits + 1, name="buf_release")  # released samples (fed completely)
@@ -503,13 +513,29 @@ class InputBuffer(wiring.Component):
         used = Signal(sbits + 1, name="buf_used")
         m.d.comb += [used.eq(wr - rel), self.free.eq(K - used), self.empty.eq(wr == rel)]
 
-        # write side
+        # write side: pixels gather in a beat register
         wslot = wr[:sbits] if sbits else Const(0, 0)
+        gather = Signal(8 * lanes, name="buf_gather")
+        merged = Signal(8 * lanes, name="buf_gather_next")
+        m.d.comb += merged.eq(gather)
+        for i in range(lanes):
+            with m.If(self.w_lane == i):
+                m.d.comb += merged.word_select(i, 8).eq(self.w_data)
+        last_beat, last_lane = divmod(self.inputs - 1, lanes)
+        beat_done = (self.w_lane == lanes - 1) | \
+            ((self.w_beat == last_beat) & (self.w_lane == last_lane))
+        write = self.w_en & (used != K)
         m.d.comb += [
             wp.addr.eq(Cat(self.w_beat[:bbits] if bbits else Const(0, 0), wslot)),
-            wp.data.eq(Cat(*([self.w_data] * lanes))),
-            wp.en.eq(Mux(self.w_en & (used != K), Const(1, lanes) << self.w_lane, 0)),
+            wp.data.eq(merged),
+            wp.en.eq(write & beat_done),
         ]
+        with m.If(write):
+            # a finished beat leaves the register clear: lanes past the last
+            # input pixel are written as zeros
+            m.d.sync += gather.eq(Mux(beat_done, 0, merged))
+        with m.If(self.w_clear):
+            m.d.sync += gather.eq(0)
         with m.If(self.commit & (used != K)):
             m.d.sync += wr.eq(wr + 1)
             m.d.sync += [labels[wslot].eq(self.c_label), lrs[wslot].eq(self.c_lr),
@@ -718,7 +744,8 @@ class LinkEngine(wiring.Component):
         m.submodules.receiver = rcv = FrameReceiver(self.max_payload)
         m.submodules.decoder = dec = PixelDecoder(cfg.inputs, self.beat_layout["pixels"].shape.length,
                                                   self.sbits)
-        m.submodules.buffer = buf = InputBuffer(self.slots, self.beats, self.beat_layout)
+        m.submodules.buffer = buf = InputBuffer(self.slots, self.beats, self.beat_layout,
+                                                cfg.inputs)
         m.submodules.ring = ring = PredictionRing(self.pred_ring, self.result_layout)
         m.submodules.sender = snd = FrameSender()
         m.submodules.enframer = enf = Enframer()
@@ -730,7 +757,7 @@ class LinkEngine(wiring.Component):
         wiring.connect(m, buf.o, wiring.flipped(net.i))
         wiring.connect(m, wiring.flipped(net.o), ring.i)
         m.d.comb += [buf.w_beat.eq(dec.w_beat), buf.w_lane.eq(dec.w_lane),
-                     buf.w_data.eq(dec.w_data), buf.w_en.eq(dec.w_en)]
+                     buf.w_data.eq(dec.w_data), buf.w_en.eq(dec.w_en), buf.w_clear.eq(dec.clear)]
 
         hdr = rcv.header
         # -- network state ------------------------------------------------------------------
