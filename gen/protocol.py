@@ -51,7 +51,7 @@ __all__ = [
     "INFO", "REPORT", "PARAMS", "STATUS_REPLY", "HOST_TYPES", "DEVICE_TYPES",
     "R_ACCEPTED", "R_DUPLICATE", "R_OUT_OF_ORDER", "R_NO_CREDIT", "R_BAD_PIXELS", "R_BUSY",
     "R_BAD_REQUEST", "R_POLLED", "R_WRITTEN", "RESULT_NAMES",
-    "MAX_READ", "MAX_WRITE", "MAX_PREDS", "INDEX_MOD", "STATUS_FIELDS",
+    "MAX_READ", "MAX_WRITE", "MAX_PREDS", "INDEX_MOD", "STATUS_FIELDS", "COUNTER_MOD",
     "ProtocolError", "CodecError", "crc16", "crc16_update", "crc16_equations", "stuff",
     "host_frame", "device_frame", "FrameParser", "Frame",
     "symbol_bits", "symbol_bits_of", "encode_pixels", "decode_pixels", "pixel_symbols",
@@ -95,10 +95,12 @@ MAX_READ, MAX_WRITE = 128, 64
 MAX_PREDS = 32
 #: Sample indices, prediction counts and credit limits are sent modulo this.
 INDEX_MOD = 1 << 16
-#: The STATUS reply: ``(name, bytes)`` in order, little-endian unsigned.
+#: The STATUS reply: ``(name, bytes)`` in order, little-endian unsigned.  The
+#: device keeps the counters modulo 2**32 (the host unwraps them between
+#: reads, see ``Board.status``).
 STATUS_FIELDS = (
-    ("uptime_clocks", 6),     # clocks since configuration
-    ("network_clocks", 6),    # the network's enabled clocks (Network.clocks)
+    ("uptime_clocks", 4),     # clocks since configuration
+    ("network_clocks", 4),    # clocks the network ran (its enabled clocks)
     ("frames_good", 4),       # frames with a good CRC
     ("frames_bad", 4),        # frames with a bad CRC, bad length or cut short by a SYNC
     ("samples_accepted", 4),  # samples stored (each exactly once)
@@ -113,6 +115,8 @@ STATUS_FIELDS = (
     ("input_stalls", 4),      # clocks the network waited for a sample
     ("output_stalls", 4),     # clocks the network waited for the prediction ring
 )
+#: Counters are kept modulo this.
+COUNTER_MOD = 1 << 32
 #: Hardware schedule kinds in the INFO reply.
 SCHEDULE_CODES = {"fast": 0, "reference": 1}
 

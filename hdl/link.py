@@ -171,7 +171,6 @@ class FrameReceiver(wiring.Component):
         take = self.i.valid & self.i.ready
         with m.If(take & ~sync):
             m.d.sync += crc.eq(crc16_next(crc, b))
-        raw = Signal(48, name="rx_header_bytes")
 
         with m.FSM(name="rx_frame"):
             with m.State("HUNT"):
@@ -188,10 +187,10 @@ class FrameReceiver(wiring.Component):
                         m.d.sync += good.eq(0)
                         m.next = "ABORT_TAKEN"
                 with m.Elif(take):
-                    m.d.sync += [raw.word_select(cnt[:3], 8).eq(b), cnt.eq(cnt + 1)]
+                    m.d.sync += [hdr.as_value().word_select(cnt[:3], 8).eq(b), cnt.eq(cnt + 1)]
                     with m.If(cnt == 5):
-                        full = Cat(raw[:40], b)
-                        m.d.sync += [hdr.eq(full), cnt.eq(0)]
+                        full = Cat(hdr.as_value()[:40], b)
+                        m.d.sync += cnt.eq(0)
                         length = full[32:48]
                         with m.If(length > self.max_payload):
                             m.d.sync += good.eq(0)
@@ -641,11 +640,85 @@ class PredictionRing(wiring.Component):
         return m
 
 
-def _counter(m, name, width, en):
-    c = Signal(width, name=name)
-    with m.If(en):
-        m.d.sync += c.eq(c + 1)
-    return c
+class CounterBank(wiring.Component):
+    """Event counters kept in a small RAM, one adder for all of them.
+
+    Every event has a small pending counter; a sequencer visits the counters
+    in turn (three clocks each: read the low half, write it back plus the
+    pending count and read the high half, write that plus the carry), so the
+    RAM lags the events by at most one round of ``3 * n`` clocks.  On a small
+    FPGA this is a fraction of ``n`` full-width counters and the wide
+    multiplexer a reader would need to pick one of them.
+
+    Parameters
+    ----------
+    n : int
+        Number of counters (32 bits each, kept as two 16-bit halves).
+
+    Members
+    -------
+    events : In(n)
+        One pulse per counter per clock (several may be high at once).
+    r_ready : Out(1)
+        The RAM's read port is free this clock (the sequencer is about to
+        start a visit).
+    r_en, r_index, r_half : In
+        Read half ``r_half`` of counter ``r_index`` (only when ``r_ready``);
+        ``r_data`` holds it in the next clock.
+    r_data : Out(16)
+    """
+
+    #: Bits of a pending counter: a round of ``3 * n`` clocks plus the reads
+    #: a reader slips in must not overflow it.
+    PEND_BITS = 7
+
+    def __init__(self, n):
+        self.n = operator.index(n)
+        if not 1 <= self.n <= (1 << self.PEND_BITS) // 4:
+            raise ValueError(f"a counter bank holds 1..{(1 << self.PEND_BITS) // 4} counters")
+        super().__init__({"events": In(self.n), "r_ready": Out(1), "r_en": In(1),
+                          "r_index": In(range(max(self.n, 2))), "r_half": In(1),
+                          "r_data": Out(16)})
+
+    def elaborate(self, platform):
+        m = Module()
+        n = self.n
+        mem = Memory(shape=unsigned(16), depth=2 * n, init=[])
+        m.submodules.counters = mem
+        wp, rp = mem.write_port(), mem.read_port()
+        pend = [Signal(self.PEND_BITS, name=f"cnt_pend{i}") for i in range(n)]
+        idx = Signal(range(max(n, 2)), name="cnt_index")
+        carry = Signal(name="cnt_carry")
+        visiting = Array(pend)[idx]
+        clear = Signal(name="cnt_clear")
+        m.d.comb += self.r_data.eq(rp.data)
+        for i in range(n):
+            ev = self.events[i]
+            with m.If(clear & (idx == i)):
+                m.d.sync += pend[i].eq(ev)
+            with m.Else():
+                m.d.sync += pend[i].eq(pend[i] + ev)
+        with m.FSM(name="cnt_seq"):
+            with m.State("READ_LO"):
+                m.d.comb += self.r_ready.eq(1)
+                with m.If(self.r_en):
+                    m.d.comb += rp.addr.eq(Cat(self.r_half, self.r_index))
+                with m.Else():
+                    m.d.comb += rp.addr.eq(Cat(Const(0, 1), idx))
+                    m.next = "WRITE_LO"
+            with m.State("WRITE_LO"):
+                total = rp.data + visiting
+                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), idx)), wp.data.eq(total[:16]),
+                             wp.en.eq(1), clear.eq(1),
+                             rp.addr.eq(Cat(Const(1, 1), idx))]
+                m.d.sync += carry.eq(total[16])
+                m.next = "WRITE_HI"
+            with m.State("WRITE_HI"):
+                m.d.comb += [wp.addr.eq(Cat(Const(1, 1), idx)), wp.data.eq(rp.data + carry),
+                             wp.en.eq(1)]
+                m.d.sync += idx.eq(Mux(idx == n - 1, 0, idx + 1))
+                m.next = "READ_LO"
+        return m
 
 
 class LinkEngine(wiring.Component):
@@ -666,8 +739,6 @@ class LinkEngine(wiring.Component):
         Reported in INFO (the host prints the baud rate and rates).
     rx_fifo : int
         Receive FIFO bytes: absorbs the clocks a zero run takes to write.
-    counter_bits : int
-        Width of the status counters (sent as 4 bytes).
 
     Members
     -------
@@ -693,16 +764,12 @@ class LinkEngine(wiring.Component):
     decodes one code byte per clock and feeds one beat per clock.
     """
 
-    def __init__(self, net, slots=4, pred_ring=64, clock_hz=0, divisor=0, rx_fifo=None,
-                 counter_bits=32):
+    def __init__(self, net, slots=4, pred_ring=64, clock_hz=0, divisor=0, rx_fifo=None):
         cfg = net.cfg
         self.net_sig = net.signature
         self.cfg = cfg
         self.slots = operator.index(slots)
         self.pred_ring = operator.index(pred_ring)
-        self.counter_bits = operator.index(counter_bits)
-        if not 1 <= self.counter_bits <= 32:
-            raise ValueError("counter_bits must be in 1..32")
         self.beats = net.beats_per_sample
         self.beat_layout = net.beat_layout
         self.result_layout = net.result_layout
@@ -737,7 +804,6 @@ class LinkEngine(wiring.Component):
         cfg = self.cfg
         J = cfg.junctions
         net = self.net
-        cb = self.counter_bits
 
         m.submodules.rx_fifo = fifo = SyncFIFOBuffered(width=8, depth=self.rx_fifo)
         m.submodules.deframer = deframer = Deframer()
@@ -779,17 +845,15 @@ class LinkEngine(wiring.Component):
         m.d.comb += [good_pulse.eq(rcv.done.valid & rcv.done.ready & rcv.done.payload),
                      bad_pulse.eq(rcv.done.valid & rcv.done.ready & ~rcv.done.payload)]
         ev = {name: Signal(name=f"ev_{name}") for name, _ in P.STATUS_FIELDS}
-        m.d.comb += [ev["frames_good"].eq(good_pulse), ev["frames_bad"].eq(bad_pulse),
+        m.d.comb += [ev["uptime_clocks"].eq(1), ev["network_clocks"].eq(ran),
+                     ev["frames_good"].eq(good_pulse), ev["frames_bad"].eq(bad_pulse),
                      ev["samples_done"].eq(net.o.valid & net.o.ready),
                      ev["rx_overflow"].eq(self.rx_overflow),
                      ev["rx_framing"].eq(self.rx_framing),
                      ev["input_stalls"].eq(~ran & ~out_stall),
                      ev["output_stalls"].eq(~ran & out_stall)]
-        uptime = Signal(48, name="uptime")
-        m.d.sync += uptime.eq(uptime + 1)
-        counters = {"uptime_clocks": uptime, "network_clocks": net.clocks}
-        for name, _ in P.STATUS_FIELDS[2:]:
-            counters[name] = _counter(m, f"cnt_{name}", cb, ev[name])
+        m.submodules.counters = bank = CounterBank(len(P.STATUS_FIELDS))
+        m.d.comb += bank.events.eq(Cat(ev[name] for name, _ in P.STATUS_FIELDS))
 
         # -- request registers ---------------------------------------------------------------
         expected = Signal(16, name="next_index")
@@ -854,30 +918,22 @@ class LinkEngine(wiring.Component):
         rep_prod = Signal(16, name="rep_produced")
         rep_base = Signal(16, name="rep_base")
         rep_n = Signal(range(P.MAX_PREDS + 1), name="rep_n")
-        k = Signal(16, name="reply_byte")            # payload byte index
+        max_len = max(len(self.info), 10 + P.MAX_PREDS, 6 + 2 * P.MAX_READ,
+                      4 * len(P.STATUS_FIELDS))
+        k = Signal(range(max_len + 1), name="reply_byte")   # payload byte index
         byte = Signal(8, name="reply_data")
-        latch = Signal(48, name="reply_latch")
+        latch = Signal(32, name="reply_latch")
         info_rom = Memory(shape=unsigned(8), depth=len(self.info), init=list(self.info))
         m.submodules.info_rom = info_rom
         info_rp = info_rom.read_port()
         m.d.comb += [info_rp.addr.eq(k), ring.r_index.eq(rep_base + k - 10)]
-        # STATUS layout tables
-        s_field, s_byte, s_first = [], [], []
-        for f, (_name, n) in enumerate(P.STATUS_FIELDS):
-            for i in range(n):
-                s_field.append(f)
-                s_byte.append(i)
-                s_first.append(int(i == 0))
-        n_status = len(s_field)
-        kk = Signal(range(max(n_status, len(self.info), 2)), name="reply_byte_small")
-        m.d.comb += kk.eq(k)
-        tab_field = Array(Const(v, 8) for v in s_field)
-        tab_byte = Array(Const(v, 3) for v in s_byte)
-        tab_first = Array(Const(v, 1) for v in s_first)
-        counter_arr = Array(counters[name] for name, _ in P.STATUS_FIELDS)
+        # STATUS: four bytes per counter, read from the bank at a field's first byte
+        n_status = 4 * len(P.STATUS_FIELDS)
+        assert all(n == 4 for _, n in P.STATUS_FIELDS)
         outstanding = Signal(16, name="pred_unsent")
         m.d.comb += outstanding.eq(ring.produced - pred_sent)
-        length = Signal(16, name="reply_length")
+        length = Signal(range(max_len + 1), name="reply_length")
+        m.d.comb += [bank.r_index.eq(k[2:]), bank.r_half.eq(0)]
 
         reply_fsm_idle = Signal(name="reply_fsm_idle")
         with m.FSM(name="reply"):
@@ -892,7 +948,7 @@ class LinkEngine(wiring.Component):
                 with m.If(job == K_REPORT):
                     m.d.sync += [rep_n.eq(n), pred_sent.eq(pred_sent + n)]
                 m.d.sync += length.eq(Array([
-                    Const(len(self.info), 16), 10 + n, 6 + 2 * rq_count, Const(n_status, 16)])[job])
+                    Const(len(self.info), 9), 10 + n, 6 + 2 * rq_count, Const(n_status, 9)])[job])
                 m.next = "CMD"
             with m.State("CMD"):
                 m.d.comb += [snd.cmd.valid.eq(1),
@@ -905,10 +961,24 @@ class LinkEngine(wiring.Component):
                     m.next = "PREP"
             with m.State("PREP"):
                 # addresses for byte k are set; sources with a latch load it
-                with m.If(job == K_STATUS):
-                    with m.If(tab_first[kk]):
-                        m.d.sync += latch.eq(counter_arr[tab_field[kk]])
-                m.next = "FETCH"
+                with m.If((job == K_STATUS) & (k[:2] == 0)):
+                    m.next = "STATUS_LO"
+                with m.Else():
+                    m.next = "FETCH"
+            with m.State("STATUS_LO"):
+                m.d.comb += bank.r_en.eq(bank.r_ready)
+                with m.If(bank.r_ready):
+                    m.next = "STATUS_LO_DATA"
+            with m.State("STATUS_LO_DATA"):
+                m.d.sync += latch[:16].eq(bank.r_data)
+                m.next = "STATUS_HI"
+            with m.State("STATUS_HI"):
+                m.d.comb += [bank.r_en.eq(bank.r_ready), bank.r_half.eq(1)]
+                with m.If(bank.r_ready):
+                    m.next = "STATUS_HI_DATA"
+            with m.State("STATUS_HI_DATA"):
+                m.d.sync += latch[16:].eq(bank.r_data)
+                m.next = "EMIT"
             with m.State("FETCH"):
                 with m.If((job == K_PARAMS) & (k >= 6) & ~k[0]):
                     m.d.sync += latch.eq(net.ro_data.as_unsigned())
@@ -931,7 +1001,7 @@ class LinkEngine(wiring.Component):
                         m.d.comb += byte.eq(Mux(k < 6, par_bytes[k[:3]],
                                                 Mux(k[0], val16[8:], val16[:8])))
                     with m.Case(K_STATUS):
-                        m.d.comb += byte.eq(latch.word_select(tab_byte[kk], 8))
+                        m.d.comb += byte.eq(latch.word_select(k[:2], 8))
                 m.d.comb += [snd.i.valid.eq(1), snd.i.payload.eq(byte)]
                 with m.If(snd.i.ready):
                     m.d.sync += k.eq(k + 1)

@@ -33,14 +33,14 @@ class SystemTop(wiring.Component):
         UART clocks per bit (``clock_hz / baud``).
     clock_hz : int
         The clock, reported to the host (INFO) for its rates.
-    slots, pred_ring, rx_fifo, counter_bits :
+    slots, pred_ring, rx_fifo :
         See :class:`~sparse_edge.hdl.link.LinkEngine`.
     enable_buffer : callable, optional
         Passed to :class:`~sparse_edge.hdl.network.Network` (a vendor global
         buffer for its clock enable).
     stretch_bits : int
-        LED pulses last ``2**stretch_bits`` clocks; the heartbeat toggles
-        every ``2**(stretch_bits + 4)`` clocks.
+        The LEDs show what happened during the last ``2**stretch_bits``
+        clocks; the heartbeat toggles every ``2**(stretch_bits + 3)``.
 
     Members
     -------
@@ -50,7 +50,8 @@ class SystemTop(wiring.Component):
         UART line to the host (idle high).
     leds : Out(4)
         :data:`LED_NAMES`: heartbeat, the network ran, a good frame arrived,
-        a bad frame arrived (the last three stretched to be visible).
+        a bad frame arrived (the last three: during the last period of
+        ``2**stretch_bits`` clocks, so a pulse stays visible).
     idle : Out(1)
         Nothing happens until the host sends a byte (for the simulation
         harness): no character on either line, no frame in progress, no
@@ -61,7 +62,7 @@ class SystemTop(wiring.Component):
     """
 
     def __init__(self, cfg, schedule="fast", divisor=4, clock_hz=0, slots=4, pred_ring=64,
-                 rx_fifo=None, counter_bits=32, enable_buffer=None, stretch_bits=20):
+                 rx_fifo=None, enable_buffer=None, stretch_bits=20):
         self.cfg = cfg
         self.divisor = operator.index(divisor)
         self.clock_hz = int(clock_hz)
@@ -70,8 +71,7 @@ class SystemTop(wiring.Component):
         self.uart_rx = UARTRx(self.divisor)
         self.uart_tx = UARTTx(self.divisor)
         self.link = LinkEngine(self.network, slots=slots, pred_ring=pred_ring,
-                               clock_hz=self.clock_hz, divisor=self.divisor, rx_fifo=rx_fifo,
-                               counter_bits=counter_bits)
+                               clock_hz=self.clock_hz, divisor=self.divisor, rx_fifo=rx_fifo)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -97,17 +97,21 @@ class SystemTop(wiring.Component):
                      link.rx_overflow.eq(urx.overflow), link.rx_framing.eq(urx.framing_error),
                      self.idle.eq(link.idle & ~urx.busy & ~utx.busy & self.rx)]
 
+        # one prescaler for all LEDs: each shows whether its event happened
+        # during the previous period
         sb = self.stretch_bits
-        beat = Signal(sb + 5, name="heartbeat")
+        beat = Signal(sb + 4, name="heartbeat")
         m.d.sync += beat.eq(beat + 1)
+        period_end = beat[:sb] == (1 << sb) - 1
         lit = []
         for name, pulse in (("training", link.running), ("link", link.activity),
                             ("error", link.error)):
-            left = Signal(sb + 1, name=f"led_{name}")
-            with m.If(pulse):
-                m.d.sync += left.eq(1 << sb)
-            with m.Elif(left != 0):
-                m.d.sync += left.eq(left - 1)
-            lit.append(left != 0)
+            seen = Signal(name=f"led_{name}_seen")
+            led = Signal(name=f"led_{name}")
+            with m.If(period_end):
+                m.d.sync += [led.eq(seen | pulse), seen.eq(0)]
+            with m.Elif(pulse):
+                m.d.sync += seen.eq(1)
+            lit.append(led)
         m.d.comb += self.leds.eq(Cat(beat[-1], *lit))
         return m
