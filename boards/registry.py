@@ -102,7 +102,8 @@ BOARDS = {b.name: b for b in (
         # 3 Mbaud = 8 clocks per bit
         clock_mhz=24.0, baud=3_000_000, max_baud=12_000_000, uart_bridge="FTDI FT2232H",
         leds=(("led", 1), ("led", 0)),      # green: heartbeat, red: training
-        program=("-b", "ice40_generic", "{bitstream}"),
+        # the FT2232H reaches the iCE40 through its SPI flash: both write it
+        program=("-b", "ice40_generic", "-f", "{bitstream}"),
         flash=("-b", "ice40_generic", "-f", "{bitstream}"),
         bitstream="top.bin", slots=2, pred_ring=32,
         notes="the FT2232H reaches the iCE40 through its SPI flash: programming always "

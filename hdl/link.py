@@ -654,6 +654,10 @@ class CounterBank(wiring.Component):
     ----------
     n : int
         Number of counters (32 bits each, kept as two 16-bit halves).
+    burst : sequence of bool, optional
+        Per counter: may its event come in every clock (``True``, the
+        default) or at most a few times per round (a frame or a byte:
+        ``False``, a 3-bit pending counter is enough)?
 
     Members
     -------
@@ -672,10 +676,13 @@ class CounterBank(wiring.Component):
     #: a reader slips in must not overflow it.
     PEND_BITS = 7
 
-    def __init__(self, n):
+    def __init__(self, n, burst=None):
         self.n = operator.index(n)
         if not 1 <= self.n <= (1 << self.PEND_BITS) // 4:
             raise ValueError(f"a counter bank holds 1..{(1 << self.PEND_BITS) // 4} counters")
+        self.burst = [True] * self.n if burst is None else [bool(x) for x in burst]
+        if len(self.burst) != self.n:
+            raise ValueError("one burst flag per counter")
         super().__init__({"events": In(self.n), "r_ready": Out(1), "r_en": In(1),
                           "r_index": In(range(max(self.n, 2))), "r_half": In(1),
                           "r_data": Out(16)})
@@ -686,7 +693,8 @@ class CounterBank(wiring.Component):
         mem = Memory(shape=unsigned(16), depth=2 * n, init=[])
         m.submodules.counters = mem
         wp, rp = mem.write_port(), mem.read_port()
-        pend = [Signal(self.PEND_BITS, name=f"cnt_pend{i}") for i in range(n)]
+        pend = [Signal(self.PEND_BITS if self.burst[i] else 3, name=f"cnt_pend{i}")
+                for i in range(n)]
         idx = Signal(range(max(n, 2)), name="cnt_index")
         carry = Signal(name="cnt_carry")
         visiting = Array(pend)[idx]
@@ -852,72 +860,110 @@ class LinkEngine(wiring.Component):
                      ev["rx_framing"].eq(self.rx_framing),
                      ev["input_stalls"].eq(~ran & ~out_stall),
                      ev["output_stalls"].eq(~ran & out_stall)]
-        m.submodules.counters = bank = CounterBank(len(P.STATUS_FIELDS))
+        # events that come at most once per received byte or frame need only
+        # a small pending counter (a round of the bank is 45 clocks, a byte
+        # at least 10 * divisor)
+        rare = {"frames_good", "frames_bad", "samples_accepted", "duplicates", "out_of_order",
+                "no_credit", "bad_pixels", "busy", "rx_overflow", "rx_framing"}
+        m.submodules.counters = bank = CounterBank(
+            len(P.STATUS_FIELDS), [name not in rare for name, _ in P.STATUS_FIELDS])
         m.d.comb += bank.events.eq(Cat(ev[name] for name, _ in P.STATUS_FIELDS))
 
         # -- request registers ---------------------------------------------------------------
+        # Style for a small FPGA: every register has one next-value expression
+        # and comb signals are driven unconditionally (only enables and
+        # valids depend on the state), so no multiplexer chains appear.
+        b = rcv.o.payload
         expected = Signal(16, name="next_index")
         s_index = Signal(16, name="smp_index")
         s_label = Signal.like(buf.c_label, name="smp_label")
         s_ctl = Signal(8, name="smp_ctl")
-        m.d.comb += [buf.c_label.eq(s_label), buf.c_lr.eq(s_ctl[:4]), buf.c_update.eq(s_ctl[4])]
         s_apply = Signal(name="smp_apply")
-        # the decoder writes (runs of zeros too, which go on while no byte is
-        # there) only for a sample that will be applied
-        m.d.comb += dec.write.eq(s_apply)
-        pred_sent = Signal(16, name="pred_sent")
+        m.d.comb += [buf.c_label.eq(s_label), buf.c_lr.eq(s_ctl[:4]), buf.c_update.eq(s_ctl[4]),
+                     # the decoder writes (runs of zeros too, which go on while
+                     # no byte is there) only for a sample that will be applied
+                     dec.write.eq(s_apply), dec.i.payload.eq(b)]
+        behind = Signal(16, name="smp_behind")        # 0: the expected index
+        m.d.comb += behind.eq(expected - s_index)
+        aw = max(1, (max(max(t) for t in self.totals) + P.MAX_READ).bit_length())
         rq_j = Signal(8, name="req_junction")
         rq_bias = Signal(8, name="req_bias")
-        rq_start = Signal(24, name="req_start")
+        rq_start = Signal(aw, name="req_start")
+        rq_high = Signal(name="req_start_high")     # start beyond any parameter
         rq_count = Signal(8, name="req_count")
-        result = Signal(8, name="reply_result")
         stage = Memory(shape=unsigned(16), depth=P.MAX_WRITE, init=[])
         m.submodules.write_stage = stage
         st_wp, st_rp = stage.write_port(), stage.read_port()
         lo_byte = Signal(8, name="req_lo_byte")
+        st_idx = Signal(range(P.MAX_WRITE + 1), name="req_value_index")
+        m.d.comb += [st_wp.addr.eq(st_idx), st_wp.data.eq(Cat(lo_byte, b))]
 
         # parameter iterator: (junction, bias, row, lane) of element `it_pos`
-        it_row = Signal(len(net.ro_row) + 1, name="it_row")
+        it_row = Signal(len(net.ro_row), name="it_row")
         it_lane = Signal(range(max(max(self.z + self.q), 2)), name="it_lane")
-        it_pos = Signal(24, name="it_pos")
+        it_pos = Signal(aw, name="it_pos")
         it_step = Signal(name="it_step")
         it_reset = Signal(name="it_reset")
-        widths = Array(Const(w, 16) for z, q in zip(self.z, self.q) for w in (z, q))
-        totals = Array(Const(t, 24) for pair in self.totals for t in pair)
+        widths = Array(Const(w, len(it_lane)) for z, q in zip(self.z, self.q) for w in (z, q))
+        totals = Array(Const(t, aw) for pair in self.totals for t in pair)
         sel = Signal(range(2 * J + 1), name="req_sel")
         m.d.comb += sel.eq(Cat(rq_bias[0], rq_j[:max(1, _bits(J))]))
-        width_sel = Signal(16, name="req_width")
-        total_sel = Signal(24, name="req_total")
-        m.d.comb += [width_sel.eq(widths[sel]), total_sel.eq(totals[sel])]
+        last_lane = Signal.like(it_lane, name="req_last_lane")
+        total_sel = Signal(aw, name="req_total")
+        m.d.comb += [last_lane.eq(widths[sel] - 1), total_sel.eq(totals[sel])]
         with m.If(it_reset):
             m.d.sync += [it_row.eq(0), it_lane.eq(0), it_pos.eq(0)]
         with m.Elif(it_step):
-            m.d.sync += it_pos.eq(it_pos + 1)
-            with m.If(it_lane == width_sel - 1):
-                m.d.sync += [it_lane.eq(0), it_row.eq(it_row + 1)]
-            with m.Else():
-                m.d.sync += it_lane.eq(it_lane + 1)
+            m.d.sync += [it_pos.eq(it_pos + 1),
+                         it_lane.eq(Mux(it_lane == last_lane, 0, it_lane + 1)),
+                         it_row.eq(it_row + (it_lane == last_lane))]
         ld_en = Signal(name="ld_en")
-        ld_data = Signal(self.width, name="ld_data")
         m.d.comb += [net.ro_junction.eq(rq_j), net.ro_bias.eq(rq_bias[0]),
                      net.ro_row.eq(it_row), net.ro_lane.eq(it_lane),
-                     net.ld_en.eq(ld_en), net.ld_data.eq(ld_data)]
+                     net.ld_en.eq(ld_en), net.ld_data.eq(st_rp.data[:self.width])]
         req_ok = Signal(name="req_ok")
-        m.d.comb += req_ok.eq((rq_j < J) & (rq_bias < 2) & (rq_count != 0) &
+        m.d.comb += req_ok.eq((rq_j < J) & (rq_bias < 2) & (rq_count != 0) & ~rq_high &
                               (rq_start + rq_count <= total_sel))
+
+        # -- predictions: the send pointer -----------------------------------------------------
+        pred_sent = Signal(16, name="pred_sent")
+        outstanding = Signal(16, name="pred_unsent")
+        m.d.comb += [ring.ack.eq(hdr.ack), outstanding.eq(ring.produced - pred_sent)]
+        n_preds = Signal(range(P.MAX_PREDS + 1), name="rep_n_next")
+        m.d.comb += n_preds.eq(Mux(outstanding > P.MAX_PREDS, P.MAX_PREDS, outstanding))
+        # An acknowledgement may pass pred_sent (after a POLL rewound it): the
+        # next REPORTs then start below the ring's tail, and the host takes
+        # only what lies at or above its acknowledgement, which the ring
+        # holds.  pred_sent catches up by up to MAX_PREDS per REPORT.
+        ps_advance = Signal(name="pred_sent_advance")   # a REPORT takes n_preds
+        ps_rewind = Signal(name="pred_sent_rewind")     # POLL: go back to the acknowledgement
+        with m.If(ps_rewind):
+            m.d.sync += pred_sent.eq(ring.tail)
+        with m.Elif(ps_advance):
+            m.d.sync += pred_sent.eq(pred_sent + n_preds)
 
         # -- the reply generator ---------------------------------------------------------------
         K_INFO, K_REPORT, K_PARAMS, K_STATUS = 0, 1, 2, 3
         job = Signal(2, name="reply_kind")
         job_seq = Signal(8, name="reply_seq")
         job_start = Signal(name="reply_start")
-        holding = Signal(name="param_hold")          # a PARAMS reply owns the read-out
+        result = Signal(8, name="reply_result")
+        next_result = Signal(8, name="reply_result_next")
+        next_job = Signal(2, name="reply_kind_next")
+        with m.If(job_start):
+            m.d.sync += [job.eq(next_job), job_seq.eq(hdr.seq), result.eq(next_result)]
+        holding = Signal(name="param_hold")          # parameter access owns the read-out
+        hold_set, hold_clear = Signal(name="param_hold_set"), Signal(name="param_hold_clear")
+        with m.If(hold_set):
+            m.d.sync += holding.eq(1)
+        with m.Elif(hold_clear):
+            m.d.sync += holding.eq(0)
         m.d.comb += buf.hold.eq(holding)
         rep_next = Signal(16, name="rep_next")
         rep_limit = Signal(16, name="rep_limit")
         rep_prod = Signal(16, name="rep_produced")
-        rep_base = Signal(16, name="rep_base")
         rep_n = Signal(range(P.MAX_PREDS + 1), name="rep_n")
+        ring_ptr = Signal(16, name="rep_ring_ptr")   # prediction of the next REPORT byte
         max_len = max(len(self.info), 10 + P.MAX_PREDS, 6 + 2 * P.MAX_READ,
                       4 * len(P.STATUS_FIELDS))
         k = Signal(range(max_len + 1), name="reply_byte")   # payload byte index
@@ -926,15 +972,43 @@ class LinkEngine(wiring.Component):
         info_rom = Memory(shape=unsigned(8), depth=len(self.info), init=list(self.info))
         m.submodules.info_rom = info_rom
         info_rp = info_rom.read_port()
-        m.d.comb += [info_rp.addr.eq(k), ring.r_index.eq(rep_base + k - 10)]
+        m.d.comb += [info_rp.addr.eq(k), ring.r_index.eq(ring_ptr)]
         # STATUS: four bytes per counter, read from the bank at a field's first byte
         n_status = 4 * len(P.STATUS_FIELDS)
         assert all(n == 4 for _, n in P.STATUS_FIELDS)
-        outstanding = Signal(16, name="pred_unsent")
-        m.d.comb += outstanding.eq(ring.produced - pred_sent)
         length = Signal(range(max_len + 1), name="reply_length")
-        m.d.comb += [bank.r_index.eq(k[2:]), bank.r_half.eq(0)]
-
+        bank_hi = Signal(name="reply_bank_hi")
+        m.d.comb += [bank.r_index.eq(k[2:]), bank.r_half.eq(bank_hi)]
+        snap = Signal(name="reply_snap")
+        with m.If(snap):
+            m.d.sync += [rep_next.eq(expected), rep_limit.eq(buf.consumed + self.slots),
+                         rep_prod.eq(ring.produced), ring_ptr.eq(pred_sent),
+                         rep_n.eq(Mux(job == K_REPORT, n_preds, 0)),
+                         length.eq(Array([Const(len(self.info), len(length)), 10 + n_preds,
+                                          6 + 2 * rq_count, Const(n_status, len(length))])[job])]
+        # payload bytes
+        # the base (index of the first prediction) is the ring pointer, which
+        # only moves once the predictions themselves go out (bytes 10 on)
+        rep_bytes = Array([result, rep_next[:8], rep_next[8:], rep_limit[:8], rep_limit[8:],
+                           rep_prod[:8], rep_prod[8:], ring_ptr[:8], ring_ptr[8:], rep_n])
+        par_bytes = Array([rq_j, rq_bias, rq_start[:8], rq_start[8:16] if aw > 8 else Const(0, 8),
+                           rq_start[16:] if aw > 16 else Const(0, 8), rq_count])
+        val16 = Signal(16, name="reply_value")        # PARAMS: sign-extended to 16 bits
+        m.d.comb += val16.eq(latch[:self.width].as_signed())
+        with m.Switch(job):
+            with m.Case(K_INFO):
+                m.d.comb += byte.eq(info_rp.data)
+            with m.Case(K_REPORT):
+                m.d.comb += byte.eq(Mux(k < 10, rep_bytes[k[:4]], ring.r_data))
+            with m.Case(K_PARAMS):
+                m.d.comb += byte.eq(Mux(k < 6, par_bytes[k[:3]], val16.word_select(k[0], 8)))
+            with m.Case(K_STATUS):
+                m.d.comb += byte.eq(latch.word_select(k[:2], 8))
+        m.d.comb += [snd.cmd.payload.type.eq(Array([Const(P.INFO, 8), Const(P.REPORT, 8),
+                                                    Const(P.PARAMS, 8),
+                                                    Const(P.STATUS_REPLY, 8)])[job]),
+                     snd.cmd.payload.seq.eq(job_seq), snd.cmd.payload.length.eq(length),
+                     snd.i.payload.eq(byte)]
         reply_fsm_idle = Signal(name="reply_fsm_idle")
         with m.FSM(name="reply"):
             with m.State("IDLE"):
@@ -942,21 +1016,11 @@ class LinkEngine(wiring.Component):
                 with m.If(job_start):
                     m.next = "SNAP"
             with m.State("SNAP"):
-                m.d.sync += [rep_next.eq(expected), rep_limit.eq(buf.consumed + self.slots),
-                             rep_prod.eq(ring.produced), rep_base.eq(pred_sent), k.eq(0)]
-                n = Mux(outstanding > P.MAX_PREDS, P.MAX_PREDS, outstanding)
-                with m.If(job == K_REPORT):
-                    m.d.sync += [rep_n.eq(n), pred_sent.eq(pred_sent + n)]
-                m.d.sync += length.eq(Array([
-                    Const(len(self.info), 9), 10 + n, 6 + 2 * rq_count, Const(n_status, 9)])[job])
+                m.d.comb += [snap.eq(1), ps_advance.eq(job == K_REPORT)]
+                m.d.sync += k.eq(0)
                 m.next = "CMD"
             with m.State("CMD"):
-                m.d.comb += [snd.cmd.valid.eq(1),
-                             snd.cmd.payload.type.eq(Array([Const(P.INFO, 8), Const(P.REPORT, 8),
-                                                            Const(P.PARAMS, 8),
-                                                            Const(P.STATUS_REPLY, 8)])[job]),
-                             snd.cmd.payload.seq.eq(job_seq),
-                             snd.cmd.payload.length.eq(length)]
+                m.d.comb += snd.cmd.valid.eq(1)
                 with m.If(snd.cmd.ready):
                     m.next = "PREP"
             with m.State("PREP"):
@@ -973,7 +1037,7 @@ class LinkEngine(wiring.Component):
                 m.d.sync += latch[:16].eq(bank.r_data)
                 m.next = "STATUS_HI"
             with m.State("STATUS_HI"):
-                m.d.comb += [bank.r_en.eq(bank.r_ready), bank.r_half.eq(1)]
+                m.d.comb += [bank.r_en.eq(bank.r_ready), bank_hi.eq(1)]
                 with m.If(bank.r_ready):
                     m.next = "STATUS_HI_DATA"
             with m.State("STATUS_HI_DATA"):
@@ -984,27 +1048,11 @@ class LinkEngine(wiring.Component):
                     m.d.sync += latch.eq(net.ro_data.as_unsigned())
                 m.next = "EMIT"
             with m.State("EMIT"):
-                rep_bytes = Array([result, rep_next[:8], rep_next[8:], rep_limit[:8],
-                                   rep_limit[8:], rep_prod[:8], rep_prod[8:], rep_base[:8],
-                                   rep_base[8:], rep_n])
-                par_bytes = Array([rq_j, rq_bias, rq_start[:8], rq_start[8:16], rq_start[16:],
-                                   rq_count])
-                # PARAMS values: two bytes, sign-extended to 16 bits
-                val16 = Signal(16, name="reply_value")
-                m.d.comb += val16.eq(latch[:self.width].as_signed())
-                with m.Switch(job):
-                    with m.Case(K_INFO):
-                        m.d.comb += byte.eq(info_rp.data)
-                    with m.Case(K_REPORT):
-                        m.d.comb += byte.eq(Mux(k < 10, rep_bytes[k[:4]], ring.r_data))
-                    with m.Case(K_PARAMS):
-                        m.d.comb += byte.eq(Mux(k < 6, par_bytes[k[:3]],
-                                                Mux(k[0], val16[8:], val16[:8])))
-                    with m.Case(K_STATUS):
-                        m.d.comb += byte.eq(latch.word_select(k[:2], 8))
-                m.d.comb += [snd.i.valid.eq(1), snd.i.payload.eq(byte)]
+                m.d.comb += snd.i.valid.eq(1)
                 with m.If(snd.i.ready):
                     m.d.sync += k.eq(k + 1)
+                    with m.If((job == K_REPORT) & (k >= 10)):
+                        m.d.sync += ring_ptr.eq(ring_ptr + 1)
                     with m.If((job == K_PARAMS) & (k >= 6) & k[0]):
                         m.d.comb += it_step.eq(1)
                     with m.If(k == length - 1):
@@ -1014,73 +1062,71 @@ class LinkEngine(wiring.Component):
             with m.State("DRAIN"):
                 # the sender is done after the CRC
                 with m.If(~snd.busy):
-                    m.d.sync += holding.eq(0)
+                    m.d.comb += hold_clear.eq(1)
                     m.next = "IDLE"
 
         # -- the request parser ------------------------------------------------------------------
         ftype = hdr.type
         pos = rcv.pos
+        is_sample = ftype == P.SAMPLE
+        is_param = (ftype == P.READ) | (ftype == P.WRITE)
         parser_idle = Signal(name="parser_idle")
+        # a header or parameter byte: taken whenever offered in FRAME (only
+        # pixel bytes wait for the decoder); no path through the ready signals
+        take = parser_idle & rcv.o.valid
+        # payload fields, by position (sample header; READ/WRITE header and values)
+        with m.If(take & is_sample):
+            with m.Switch(pos):
+                with m.Case(0):
+                    m.d.sync += s_index[:8].eq(b)
+                with m.Case(1):
+                    m.d.sync += s_index[8:].eq(b)
+                with m.Case(2):
+                    m.d.sync += s_label.eq(b)
+                with m.Case(3):
+                    m.d.sync += s_ctl.eq(b)
+        with m.If(take & is_param):
+            with m.Switch(pos):
+                with m.Case(0):
+                    m.d.sync += rq_j.eq(b)
+                with m.Case(1):
+                    m.d.sync += rq_bias.eq(b)
+                with m.Case(2):
+                    m.d.sync += [rq_start[:8].eq(b), rq_high.eq(0)]
+                for i in (1, 2):
+                    with m.Case(2 + i):
+                        if aw > 8 * i:
+                            m.d.sync += rq_start[8 * i:].eq(b)
+                        if aw < 8 * (i + 1):
+                            with m.If(b >> max(0, aw - 8 * i) != 0):
+                                m.d.sync += rq_high.eq(1)
+                with m.Case(5):
+                    m.d.sync += [rq_count.eq(b), st_idx.eq(0)]
+                with m.Default():
+                    with m.If(~pos[0]):
+                        m.d.sync += lo_byte.eq(b)
+                    with m.Else():
+                        m.d.comb += st_wp.en.eq(st_idx < P.MAX_WRITE)
+                        m.d.sync += st_idx.eq(st_idx + 1)
+        # the sample header is complete: apply it only if it is the expected
+        # one and a slot is free (decided before any pixel is written)
+        with m.If(take & is_sample & (pos == 3)):
+            m.d.comb += dec.clear.eq(1)
+            m.d.sync += s_apply.eq((behind == 0) & (buf.free != 0))
+
         with m.FSM(name="link"):
             with m.State("FRAME"):
                 m.d.comb += parser_idle.eq(1)
-                # payload bytes, by frame type
-                with m.If(rcv.o.valid):
-                    with m.Switch(ftype):
-                        with m.Case(P.SAMPLE):
-                            with m.If(pos < 4):
-                                m.d.comb += rcv.o.ready.eq(1)
-                                with m.Switch(pos[:2]):
-                                    with m.Case(0):
-                                        m.d.sync += s_index[:8].eq(rcv.o.payload)
-                                    with m.Case(1):
-                                        m.d.sync += s_index[8:].eq(rcv.o.payload)
-                                    with m.Case(2):
-                                        m.d.sync += s_label.eq(rcv.o.payload)
-                                    with m.Case(3):
-                                        m.d.sync += [s_ctl.eq(rcv.o.payload),
-                                                     s_apply.eq((s_index == expected) &
-                                                                (buf.free != 0))]
-                                        m.d.comb += dec.clear.eq(1)
-                            with m.Else():
-                                m.d.comb += [dec.i.valid.eq(1), dec.i.payload.eq(rcv.o.payload),
-                                             rcv.o.ready.eq(dec.i.ready)]
-                        with m.Case(P.READ, P.WRITE):
-                            m.d.comb += rcv.o.ready.eq(1)
-                            b = rcv.o.payload
-                            with m.Switch(pos):
-                                with m.Case(0):
-                                    m.d.sync += rq_j.eq(b)
-                                with m.Case(1):
-                                    m.d.sync += rq_bias.eq(b)
-                                with m.Case(2):
-                                    m.d.sync += rq_start[:8].eq(b)
-                                with m.Case(3):
-                                    m.d.sync += rq_start[8:16].eq(b)
-                                with m.Case(4):
-                                    m.d.sync += rq_start[16:].eq(b)
-                                with m.Case(5):
-                                    m.d.sync += rq_count.eq(b)
-                                with m.Default():
-                                    with m.If(~pos[0]):
-                                        m.d.sync += lo_byte.eq(b)
-                                    with m.Else():
-                                        idx = (pos - 7) >> 1
-                                        m.d.comb += [st_wp.addr.eq(idx),
-                                                     st_wp.data.eq(Cat(lo_byte, b)),
-                                                     st_wp.en.eq(idx < P.MAX_WRITE)]
-                        with m.Default():
-                            m.d.comb += rcv.o.ready.eq(1)
+                with m.If(is_sample & (pos >= 4)):
+                    m.d.comb += [dec.i.valid.eq(rcv.o.valid), rcv.o.ready.eq(dec.i.ready)]
+                with m.Else():
+                    m.d.comb += rcv.o.ready.eq(1)
                 with m.If(rcv.done.valid):
                     m.d.comb += rcv.done.ready.eq(1)
                     with m.If(rcv.done.payload):
-                        m.d.comb += [ring.ack.eq(hdr.ack), ring.ack_en.eq(1)]
-                        # a host acknowledgement beyond what was sent moves the
-                        # send pointer with it
-                        with m.If((hdr.ack - ring.tail) > (pred_sent - ring.tail)):
-                            with m.If((hdr.ack - ring.tail) <= (ring.produced - ring.tail)):
-                                m.d.sync += pred_sent.eq(hdr.ack)
-                        with m.If((ftype == P.SAMPLE) & s_apply & (hdr.length >= 4)):
+                        # the cumulative acknowledgement of predictions
+                        m.d.comb += ring.ack_en.eq(1)
+                        with m.If(is_sample & s_apply & (hdr.length >= 4)):
                             m.next = "FILL"
                         with m.Else():
                             m.next = "ACT"
@@ -1090,60 +1136,63 @@ class LinkEngine(wiring.Component):
                     m.next = "ACT"
             with m.State("ACT"):
                 m.d.comb += dec.finish.eq(1)        # keeps `error` for a cut-short run
+                # what to answer
+                m.d.comb += [next_job.eq(K_REPORT), next_result.eq(P.R_BAD_REQUEST)]
+                ok_len = Mux(ftype == P.READ, hdr.length == 6,
+                             (hdr.length == 6 + 2 * rq_count) & (rq_count <= P.MAX_WRITE))
+                param_go = Signal(name="param_go")
+                with m.Switch(ftype):
+                    with m.Case(P.HELLO):
+                        m.d.comb += next_job.eq(K_INFO)
+                    with m.Case(P.STATUS):
+                        m.d.comb += next_job.eq(K_STATUS)
+                    with m.Case(P.POLL):
+                        m.d.comb += next_result.eq(P.R_POLLED)
+                    with m.Case(P.SAMPLE):
+                        with m.If(hdr.length < 4):
+                            m.d.comb += next_result.eq(P.R_BAD_REQUEST)
+                        with m.Elif(behind == 0):
+                            with m.If(~s_apply):
+                                m.d.comb += next_result.eq(P.R_NO_CREDIT)
+                            with m.Elif(dec.error):
+                                m.d.comb += next_result.eq(P.R_BAD_PIXELS)
+                            with m.Else():
+                                m.d.comb += next_result.eq(P.R_ACCEPTED)
+                        with m.Elif(behind[15]):
+                            m.d.comb += next_result.eq(P.R_OUT_OF_ORDER)
+                        with m.Else():
+                            m.d.comb += next_result.eq(P.R_DUPLICATE)
+                    with m.Case(P.READ, P.WRITE):
+                        with m.If(ok_len & req_ok):
+                            with m.If(quiet):
+                                m.d.comb += param_go.eq(1)
+                            with m.Else():
+                                m.d.comb += next_result.eq(P.R_BUSY)
                 with m.If(reply_fsm_idle):
-                    m.d.comb += job_start.eq(1)
-                    m.d.sync += [job_seq.eq(hdr.seq), job.eq(K_REPORT), s_apply.eq(0)]
-                    m.next = "FRAME"
-                    with m.Switch(ftype):
-                        with m.Case(P.HELLO):
-                            m.d.sync += job.eq(K_INFO)
-                        with m.Case(P.STATUS):
-                            m.d.sync += job.eq(K_STATUS)
-                        with m.Case(P.POLL):
-                            m.d.sync += [result.eq(P.R_POLLED), pred_sent.eq(ring.tail)]
-                        with m.Case(P.SAMPLE):
-                            dup = Signal(16, name="smp_behind")
-                            m.d.comb += dup.eq(expected - s_index)
-                            with m.If(hdr.length < 4):
-                                m.d.sync += result.eq(P.R_BAD_REQUEST)
-                            with m.Elif(dup == 0):
-                                with m.If(~s_apply):
-                                    m.d.sync += result.eq(P.R_NO_CREDIT)
-                                    m.d.comb += ev["no_credit"].eq(1)
-                                with m.Elif(dec.error):
-                                    m.d.sync += result.eq(P.R_BAD_PIXELS)
-                                    m.d.comb += ev["bad_pixels"].eq(1)
-                                with m.Else():
-                                    m.d.sync += [result.eq(P.R_ACCEPTED),
-                                                 expected.eq(expected + 1)]
-                                    m.d.comb += [buf.commit.eq(1), ev["samples_accepted"].eq(1)]
-                            with m.Elif(dup[15]):
-                                m.d.sync += result.eq(P.R_OUT_OF_ORDER)
-                                m.d.comb += ev["out_of_order"].eq(1)
-                            with m.Else():
-                                m.d.sync += result.eq(P.R_DUPLICATE)
-                                m.d.comb += ev["duplicates"].eq(1)
-                        with m.Case(P.READ, P.WRITE):
-                            ok_len = Mux(ftype == P.READ, hdr.length == 6,
-                                         (hdr.length == 6 + 2 * rq_count) &
-                                         (rq_count <= P.MAX_WRITE))
-                            with m.If(~ok_len | ~req_ok):
-                                m.d.sync += result.eq(P.R_BAD_REQUEST)
-                            with m.Elif(~quiet):
-                                m.d.sync += result.eq(P.R_BUSY)
-                                m.d.comb += ev["busy"].eq(1)
-                            with m.Else():
-                                m.d.comb += [job_start.eq(0), it_reset.eq(1)]
-                                m.d.sync += holding.eq(1)
-                                m.next = "SEEK"
-                        with m.Default():
-                            m.d.sync += result.eq(P.R_BAD_REQUEST)
+                    m.d.sync += s_apply.eq(0)
+                    with m.If(param_go):
+                        m.d.comb += [it_reset.eq(1), hold_set.eq(1)]
+                        m.next = "SEEK"
+                    with m.Else():
+                        m.d.comb += job_start.eq(1)
+                        m.next = "FRAME"
+                        with m.If(ftype == P.POLL):
+                            m.d.comb += ps_rewind.eq(1)
+                        with m.If(next_result == P.R_ACCEPTED):
+                            m.d.sync += expected.eq(expected + 1)
+                            m.d.comb += buf.commit.eq(1)
+                        for code, name in ((P.R_ACCEPTED, "samples_accepted"),
+                                           (P.R_NO_CREDIT, "no_credit"),
+                                           (P.R_BAD_PIXELS, "bad_pixels"),
+                                           (P.R_OUT_OF_ORDER, "out_of_order"),
+                                           (P.R_DUPLICATE, "duplicates"), (P.R_BUSY, "busy")):
+                            m.d.comb += ev[name].eq((next_result == code) &
+                                                    (next_job == K_REPORT))
             with m.State("SEEK"):
                 with m.If(it_pos != rq_start):
                     m.d.comb += it_step.eq(1)
                 with m.Elif(ftype == P.READ):
-                    m.d.comb += job_start.eq(1)
-                    m.d.sync += [job.eq(K_PARAMS), job_seq.eq(hdr.seq)]
+                    m.d.comb += [job_start.eq(1), next_job.eq(K_PARAMS)]
                     m.next = "FRAME"
                 with m.Else():
                     m.next = "APPLY"
@@ -1152,16 +1201,13 @@ class LinkEngine(wiring.Component):
                 ap_i = Signal(8, name="apply_index")
                 ap_valid = Signal(name="apply_valid")
                 m.d.comb += st_rp.addr.eq(ap_i)
-                with m.If(ap_i != rq_count):
-                    m.d.sync += [ap_i.eq(ap_i + 1), ap_valid.eq(1)]
-                with m.Else():
-                    m.d.sync += ap_valid.eq(0)
+                m.d.sync += [ap_valid.eq(ap_i != rq_count), ap_i.eq(ap_i + (ap_i != rq_count))]
                 with m.If(ap_valid):
-                    m.d.comb += [ld_en.eq(1), ld_data.eq(st_rp.data[:self.width]), it_step.eq(1)]
+                    m.d.comb += [ld_en.eq(1), it_step.eq(1)]
                 with m.If(~ap_valid & (ap_i == rq_count)):
-                    m.d.sync += [ap_i.eq(0), holding.eq(0), result.eq(P.R_WRITTEN),
-                                 job.eq(K_REPORT), job_seq.eq(hdr.seq)]
-                    m.d.comb += job_start.eq(1)
+                    m.d.sync += ap_i.eq(0)
+                    m.d.comb += [hold_clear.eq(1), job_start.eq(1), next_job.eq(K_REPORT),
+                                 next_result.eq(P.R_WRITTEN)]
                     m.next = "FRAME"
 
         # -- status outputs ----------------------------------------------------------------------
