@@ -50,7 +50,7 @@ __all__ = [
     "HELLO", "SAMPLE", "POLL", "READ", "WRITE", "STATUS",
     "INFO", "REPORT", "PARAMS", "STATUS_REPLY", "HOST_TYPES", "DEVICE_TYPES",
     "R_ACCEPTED", "R_DUPLICATE", "R_OUT_OF_ORDER", "R_NO_CREDIT", "R_BAD_PIXELS", "R_BUSY",
-    "R_BAD_REQUEST", "R_POLLED", "R_WRITTEN", "RESULT_NAMES",
+    "R_BAD_REQUEST", "R_POLLED", "R_WRITTEN", "RESULT_NAMES", "RESULT_PRIORITY",
     "MAX_READ", "MAX_WRITE", "MAX_PREDS", "INDEX_MOD", "STATUS_FIELDS", "COUNTER_MOD",
     "ProtocolError", "CodecError", "crc16", "crc16_update", "crc16_equations", "stuff",
     "host_frame", "device_frame", "FrameParser", "Frame",
@@ -84,6 +84,12 @@ R_BUSY = 5           # parameter access refused: samples are still in flight
 R_BAD_REQUEST = 6    # unknown frame type, bad length or out-of-range address
 R_POLLED = 7         # answer to a POLL
 R_WRITTEN = 8        # WRITE applied
+#: REPORTs are cumulative, so the device coalesces the REPORTs of frames that
+#: arrive while it is still sending one: the next REPORT carries the latest
+#: sequence number and the most important result since the last one, in this
+#: order (least important first).
+RESULT_PRIORITY = (R_ACCEPTED, R_POLLED, R_DUPLICATE, R_NO_CREDIT, R_OUT_OF_ORDER, R_BUSY,
+                   R_WRITTEN, R_BAD_PIXELS, R_BAD_REQUEST)
 RESULT_NAMES = {R_ACCEPTED: "accepted", R_DUPLICATE: "duplicate",
                 R_OUT_OF_ORDER: "out of order", R_NO_CREDIT: "no credit",
                 R_BAD_PIXELS: "bad pixels", R_BUSY: "busy", R_BAD_REQUEST: "bad request",

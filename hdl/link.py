@@ -946,12 +946,33 @@ class LinkEngine(wiring.Component):
         K_INFO, K_REPORT, K_PARAMS, K_STATUS = 0, 1, 2, 3
         job = Signal(2, name="reply_kind")
         job_seq = Signal(8, name="reply_seq")
-        job_start = Signal(name="reply_start")
+        job_start = Signal(name="reply_start")       # INFO, STATUS or PARAMS: next_job
         result = Signal(8, name="reply_result")
         next_result = Signal(8, name="reply_result_next")
         next_job = Signal(2, name="reply_kind_next")
+        # REPORTs are coalesced: a frame that wants one while another reply is
+        # going out only marks it pending (latest seq, most important result)
+        report = Signal(name="report_request")
+        pend = Signal(name="report_pending")
+        pend_result = Signal(8, name="report_pending_result")
+        pend_seq = Signal(8, name="report_pending_seq")
+        pend_rank = Signal(4, name="report_pending_rank")
+        rank = Signal(4, name="report_rank")
+        with m.Switch(next_result):
+            for i, code in enumerate(P.RESULT_PRIORITY):
+                with m.Case(code):
+                    m.d.comb += rank.eq(i)
+        take_pending = Signal(name="report_take")
+        with m.If(report):
+            m.d.sync += [pend.eq(1), pend_seq.eq(hdr.seq)]
+            with m.If(~pend | take_pending | (rank >= pend_rank)):
+                m.d.sync += [pend_result.eq(next_result), pend_rank.eq(rank)]
+        with m.Elif(take_pending):
+            m.d.sync += pend.eq(0)
         with m.If(job_start):
-            m.d.sync += [job.eq(next_job), job_seq.eq(hdr.seq), result.eq(next_result)]
+            m.d.sync += [job.eq(next_job), job_seq.eq(hdr.seq)]
+        with m.Elif(take_pending):
+            m.d.sync += [job.eq(K_REPORT), job_seq.eq(pend_seq), result.eq(pend_result)]
         holding = Signal(name="param_hold")          # parameter access owns the read-out
         hold_set, hold_clear = Signal(name="param_hold_set"), Signal(name="param_hold_clear")
         with m.If(hold_set):
@@ -1014,6 +1035,9 @@ class LinkEngine(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += reply_fsm_idle.eq(1)
                 with m.If(job_start):
+                    m.next = "SNAP"
+                with m.Elif(pend & ~report):
+                    m.d.comb += take_pending.eq(1)
                     m.next = "SNAP"
             with m.State("SNAP"):
                 m.d.comb += [snap.eq(1), ps_advance.eq(job == K_REPORT)]
@@ -1122,14 +1146,14 @@ class LinkEngine(wiring.Component):
                 with m.Else():
                     m.d.comb += rcv.o.ready.eq(1)
                 with m.If(rcv.done.valid):
-                    m.d.comb += rcv.done.ready.eq(1)
-                    with m.If(rcv.done.payload):
-                        # the cumulative acknowledgement of predictions
-                        m.d.comb += ring.ack_en.eq(1)
-                        with m.If(is_sample & s_apply & (hdr.length >= 4)):
-                            m.next = "FILL"
-                        with m.Else():
-                            m.next = "ACT"
+                    # a bad frame is dropped at once; a good one keeps the
+                    # receiver (and its header) until its processing is done
+                    with m.If(~rcv.done.payload):
+                        m.d.comb += rcv.done.ready.eq(1)
+                    with m.Elif(is_sample & s_apply & (hdr.length >= 4)):
+                        m.next = "FILL"
+                    with m.Else():
+                        m.next = "ACT"
             with m.State("FILL"):
                 m.d.comb += dec.finish.eq(1)
                 with m.If(dec.finished):
@@ -1168,13 +1192,19 @@ class LinkEngine(wiring.Component):
                                 m.d.comb += param_go.eq(1)
                             with m.Else():
                                 m.d.comb += next_result.eq(P.R_BUSY)
-                with m.If(reply_fsm_idle):
+                explicit = (ftype == P.HELLO) | (ftype == P.STATUS)
+                with m.If(~explicit | reply_fsm_idle):
+                    # done with this frame: the receiver may go on
+                    m.d.comb += [rcv.done.ready.eq(~param_go), ring.ack_en.eq(1)]
                     m.d.sync += s_apply.eq(0)
                     with m.If(param_go):
                         m.d.comb += [it_reset.eq(1), hold_set.eq(1)]
                         m.next = "SEEK"
-                    with m.Else():
+                    with m.Elif(explicit):
                         m.d.comb += job_start.eq(1)
+                        m.next = "FRAME"
+                    with m.Else():
+                        m.d.comb += report.eq(1)
                         m.next = "FRAME"
                         with m.If(ftype == P.POLL):
                             m.d.comb += ps_rewind.eq(1)
@@ -1186,16 +1216,22 @@ class LinkEngine(wiring.Component):
                                            (P.R_BAD_PIXELS, "bad_pixels"),
                                            (P.R_OUT_OF_ORDER, "out_of_order"),
                                            (P.R_DUPLICATE, "duplicates"), (P.R_BUSY, "busy")):
-                            m.d.comb += ev[name].eq((next_result == code) &
-                                                    (next_job == K_REPORT))
+                            m.d.comb += ev[name].eq(next_result == code)
             with m.State("SEEK"):
                 with m.If(it_pos != rq_start):
                     m.d.comb += it_step.eq(1)
                 with m.Elif(ftype == P.READ):
-                    m.d.comb += [job_start.eq(1), next_job.eq(K_PARAMS)]
-                    m.next = "FRAME"
+                    with m.If(reply_fsm_idle & ~pend):
+                        m.d.comb += [job_start.eq(1), next_job.eq(K_PARAMS)]
+                        m.next = "READING"
                 with m.Else():
                     m.next = "APPLY"
+            with m.State("READING"):
+                # the request registers feed the PARAMS reply: the next frame
+                # waits until it is out
+                with m.If(reply_fsm_idle):
+                    m.d.comb += rcv.done.ready.eq(1)
+                    m.next = "FRAME"
             with m.State("APPLY"):
                 # staged value i is read in one clock and loaded in the next
                 ap_i = Signal(8, name="apply_index")
@@ -1206,8 +1242,8 @@ class LinkEngine(wiring.Component):
                     m.d.comb += [ld_en.eq(1), it_step.eq(1)]
                 with m.If(~ap_valid & (ap_i == rq_count)):
                     m.d.sync += ap_i.eq(0)
-                    m.d.comb += [hold_clear.eq(1), job_start.eq(1), next_job.eq(K_REPORT),
-                                 next_result.eq(P.R_WRITTEN)]
+                    m.d.comb += [hold_clear.eq(1), report.eq(1), next_result.eq(P.R_WRITTEN),
+                                 rcv.done.ready.eq(1)]
                     m.next = "FRAME"
 
         # -- status outputs ----------------------------------------------------------------------
@@ -1215,7 +1251,7 @@ class LinkEngine(wiring.Component):
             self.running.eq(ran),
             self.activity.eq(good_pulse),
             self.error.eq(bad_pulse),
-            self.idle.eq((fifo.level == 0) & quiet & ~snd.busy & reply_fsm_idle &
+            self.idle.eq((fifo.level == 0) & quiet & ~snd.busy & reply_fsm_idle & ~pend &
                          parser_idle & ~rcv.o.valid & ~rcv.done.valid & ~self.rx.valid),
         ]
         return m
