@@ -284,7 +284,7 @@ def _overrides(spec, family):
                 "nextpnr_opts": "--report report-pnr.json --timing-allow-fail --router router2 "
                                 "--seed 1"}
     if family == "ice40":
-        return {"script_after_synth": stat, "synth_opts": "-dsp",
+        return {"script_after_synth": stat, "synth_opts": os.environ.get("SPARSE_EDGE_ICE40_SYNTH", "-dsp"),
                 "nextpnr_opts": "--report report-pnr.json --timing-allow-fail --seed 1"}
     return {}
 

@@ -69,9 +69,9 @@ def open_port(url, baudrate=3_000_000):
     return port
 
 
-def _unwrap(v16, ref):
-    """The integer nearest ``ref`` that is ``v16`` modulo 2**16."""
-    d = (int(v16) - ref) % P.INDEX_MOD
+def _unwrap(v, ref):
+    """The integer nearest ``ref`` that is ``v`` modulo ``INDEX_MOD``."""
+    d = (int(v) - ref) % P.INDEX_MOD
     if d >= P.INDEX_MOD // 2:
         d -= P.INDEX_MOD
     return ref + d
@@ -419,7 +419,7 @@ class Board:
                     f"the board at {self.url} stopped answering ({self.timeout:g} s without a "
                     f"report; {self._next - start} of {total} samples accepted)")
         preds = np.array([self._preds.pop(start + i) for i in range(n)], dtype=np.int64)
-        for i in [i for i in self._preds if i < self._pred_recv - 4 * P.INDEX_MOD // 8]:
+        for i in [i for i in self._preds if i < self._pred_recv - P.INDEX_MOD]:
             del self._preds[i]
         return preds
 
@@ -479,10 +479,10 @@ class Board:
                     cnt = min(self.info.max_read, total - s)
                     f = self._param_request(P.READ, P.read_payload(j, bias, s, cnt), P.PARAMS,
                                             f"READ junction {j + 1}")
-                    jj, bb, ss, v = P.parse_params(f.payload, width)
-                    if (jj, bb, ss, len(v)) != (j, bias, s, cnt):
-                        raise BoardError("the board answered a READ with other parameters")
-                    vals[s:s + cnt] = v
+                    try:
+                        vals[s:s + cnt] = P.parse_params(f.payload, width, cnt)
+                    except P.ProtocolError as e:
+                        raise BoardError(f"the board answered a READ badly: {e}") from None
                 pair.append(vals)
             out.append(tuple(pair))
         return out

@@ -6,17 +6,17 @@ driver (:mod:`sparse_edge.boards.host`) encodes and decodes with it.  It
 imports nothing of Amaranth.  The protocol is specified, with frame tables, in
 ``docs/boards.md``; in short:
 
-**Frames.**  ``SYNC | type | seq | [ack_lo ack_hi] | len_lo len_hi | payload |
-crc_hi crc_lo``.  Every byte after ``SYNC`` is *stuffed*: a ``SYNC`` (0xFE)
+**Frames.**  ``SYNC | type | seq | [ack] | len_lo len_hi | payload | crc_hi
+crc_lo``.  Every byte after ``SYNC`` is *stuffed*: a ``SYNC`` (0xFE)
 or ``ESC`` (0xFD) byte is sent as ``ESC, byte ^ 0x20``, so ``SYNC`` only ever
 starts a frame and a receiver resynchronises on it after any error.  Host
 frames carry ``ack``, the number of predictions the host has received
-(cumulative, mod 2**16).  The CRC is CRC-16/CCITT-FALSE (polynomial 0x1021,
+(cumulative, mod 256).  The CRC is CRC-16/CCITT-FALSE (polynomial 0x1021,
 initial value 0xFFFF) over the unstuffed bytes from ``type`` to the end of the
 payload, sent most significant byte first, so the CRC over the whole frame
 (CRC included) is 0.
 
-**Samples** carry a running 16-bit sample index; the device applies a sample
+**Samples** carry a running sample index (mod 256); the device applies a sample
 only if it is the next one it expects and a slot of its input buffer is free
 (credit), re-acknowledges a duplicate without applying it and rejects a gap.
 Every sample frame and every poll is answered by a :data:`REPORT` (next
@@ -99,8 +99,11 @@ RESULT_NAMES = {R_ACCEPTED: "accepted", R_DUPLICATE: "duplicate",
 MAX_READ, MAX_WRITE = 128, 64
 #: Most predictions one REPORT carries.
 MAX_PREDS = 32
-#: Sample indices, prediction counts and credit limits are sent modulo this.
-INDEX_MOD = 1 << 16
+#: Sample indices, prediction counts and credit limits are sent modulo this
+#: (one byte).  Enough: every window of the protocol is far below half of it
+#: (the host never runs more than the device's input slots, at most 32, ahead
+#: of the device, the prediction ring holds at most 64).
+INDEX_MOD = 1 << 8
 #: The STATUS reply: ``(name, bytes)`` in order, little-endian unsigned.  The
 #: device keeps the counters modulo 2**32 (the host unwraps them between
 #: reads, see ``Board.status``).
@@ -202,7 +205,7 @@ def host_frame(ftype, seq, ack, payload=b""):
     """A host -> device frame, stuffed and ready to send."""
     if len(payload) >= 1 << 16:
         raise ValueError("payload too long")
-    return _frame(struct.pack("<BBHH", ftype, seq & 0xFF, ack % INDEX_MOD, len(payload))
+    return _frame(struct.pack("<BBBH", ftype, seq & 0xFF, ack % INDEX_MOD, len(payload))
                   + bytes(payload))
 
 
@@ -229,7 +232,7 @@ class FrameParser:
     """
 
     def __init__(self, host=False, max_payload=4096):
-        self.header = 6 if host else 4
+        self.header = 5 if host else 4
         self.host = host
         self.max_payload = max_payload
         self.buf = None           # bytes of the frame being received (unstuffed)
@@ -274,8 +277,8 @@ class FrameParser:
                     self.bad += 1
                     continue
                 if self.host:
-                    t, s, ack, n = struct.unpack_from("<BBHH", body)
-                    out.append(Frame(t, s, body[6:6 + n], ack))
+                    t, s, ack, n = struct.unpack_from("<BBBH", body)
+                    out.append(Frame(t, s, body[5:5 + n], ack))
                 else:
                     t, s, n = struct.unpack_from("<BBH", body)
                     out.append(Frame(t, s, body[4:4 + n]))
@@ -372,13 +375,13 @@ def decode_pixels(code, sbits, inputs, total=None):
 
 # -- message payloads --------------------------------------------------------------------------
 def sample_payload(index, label, eta_exp, code):
-    """SAMPLE payload: index, label, control (``k`` in bits 0-3, update in
-    bit 4), pixel code.  ``eta_exp`` < 0 means no update."""
+    """SAMPLE payload: index (mod 256), label, control (``k`` in bits 0-3,
+    update in bit 4), pixel code.  ``eta_exp`` < 0 means no update."""
     upd = eta_exp is not None and eta_exp >= 0
     k = eta_exp if upd else 0
     if not 0 <= k <= 15:
         raise ValueError(f"learning-rate exponent {k} not in 0..15")
-    return struct.pack("<HBB", index % INDEX_MOD, int(label), k | (upd << 4)) + bytes(code)
+    return struct.pack("<BBB", index % INDEX_MOD, int(label), k | (upd << 4)) + bytes(code)
 
 
 def read_payload(junction, bias, start, count):
@@ -398,10 +401,10 @@ def write_payload(junction, bias, start, values, width):
 @dataclass
 class Report:
     result: int
-    next_index: int      # mod 2**16
-    limit: int           # mod 2**16: the device accepts indices below it
-    produced: int        # predictions produced, mod 2**16
-    base: int            # index of preds[0], mod 2**16
+    next_index: int      # mod 256
+    limit: int           # mod 256: the device accepts indices below it
+    produced: int        # predictions produced, mod 256
+    base: int            # index of preds[0], mod 256
     preds: bytes
 
     @property
@@ -409,7 +412,7 @@ class Report:
         return RESULT_NAMES.get(self.result, f"result {self.result}")
 
 
-_REPORT = struct.Struct("<BHHHHB")
+_REPORT = struct.Struct("<BBBBBB")
 
 
 def report_payload(r):
@@ -426,19 +429,14 @@ def parse_report(payload):
     return Report(res, nxt, lim, prod, base, bytes(payload[_REPORT.size:]))
 
 
-def parse_params(payload, width):
-    """``(junction, bias, start, values)`` of a PARAMS payload (values
-    sign-extended from ``width`` bits)."""
-    if len(payload) < 6:
-        raise ProtocolError("PARAMS payload too short")
-    j, b = payload[0], payload[1]
-    start = int.from_bytes(payload[2:5], "little")
-    n = payload[5]
-    if len(payload) != 6 + 2 * n:
-        raise ProtocolError(f"PARAMS of {len(payload)} bytes for {n} values")
-    raw = np.frombuffer(payload[6:], dtype="<u2").astype(np.int64) & ((1 << width) - 1)
-    vals = np.where(raw >= 1 << (width - 1), raw - (1 << width), raw).astype(np.int32)
-    return j, b, start, vals
+def parse_params(payload, width, count=None):
+    """The values of a PARAMS payload: two bytes each, the low ``width`` bits
+    a two's complement code (returned sign-extended, ``int32``)."""
+    if len(payload) % 2 or (count is not None and len(payload) != 2 * count):
+        raise ProtocolError(f"PARAMS of {len(payload)} bytes"
+                            + (f" for {count} values" if count is not None else ""))
+    raw = np.frombuffer(payload, dtype="<u2").astype(np.int64) & ((1 << width) - 1)
+    return np.where(raw >= 1 << (width - 1), raw - (1 << width), raw).astype(np.int32)
 
 
 def parse_status(payload):

@@ -119,7 +119,9 @@ class Enframer(wiring.Component):
         return m
 
 
-HOST_HEADER = data.StructLayout({"type": 8, "seq": 8, "ack": 16, "length": 16})
+HOST_HEADER = data.StructLayout({"type": 8, "seq": 8, "ack": 8, "length": 16})
+#: Index fields (sample indices, prediction counts) are this wide on the wire.
+IB = (P.INDEX_MOD - 1).bit_length()
 
 
 class FrameReceiver(wiring.Component):
@@ -137,11 +139,12 @@ class FrameReceiver(wiring.Component):
     header : Out(HOST_HEADER)
         Type, sequence number, acknowledgement and length of the current
         frame; valid from its first payload byte (or its ``done``) until the
-        next frame starts.
+        ``done`` is taken.
     o : Out(stream.Signature(8))
-        Payload bytes, in order; ``pos`` is the index of the one offered.
+        Payload bytes, in order; ``pos`` is the index of the one offered
+        (saturating at 255: the engine only needs the first ones exactly).
         Back-pressure stalls the receiver (bytes wait in the FIFO before it).
-    pos : Out(16)
+    pos : Out(8)
     done : Out(stream.Signature(1))
         One transfer per started frame, after its last byte: payload ``1`` if
         the frame is good (length and CRC), ``0`` if not (bad CRC, too long,
@@ -156,42 +159,45 @@ class FrameReceiver(wiring.Component):
             "i": In(stream.Signature(FRAME_BYTE)),
             "header": Out(HOST_HEADER),
             "o": Out(stream.Signature(8)),
-            "pos": Out(16),
+            "pos": Out(8),
             "done": Out(stream.Signature(1)),
         })
 
     def elaborate(self, platform):
         m = Module()
         crc = Signal(16, init=0xFFFF, name="rx_crc")
-        cnt = Signal(16, name="rx_count")          # header / CRC byte counter
+        hcnt = Signal(range(HOST_HEADER.size // 8), name="rx_header_count")
+        left = Signal(range(self.max_payload + 1), name="rx_left")   # payload bytes to come
+        ccnt = Signal(name="rx_crc_count")
+        pos = Signal(8, name="rx_pos")
         good = Signal(name="rx_good")
         hdr = Signal(HOST_HEADER, name="rx_header")
-        m.d.comb += [self.header.eq(hdr), self.pos.eq(cnt)]
+        m.d.comb += [self.header.eq(hdr), self.pos.eq(pos)]
         b, sync = self.i.payload.data, self.i.payload.sync
         take = self.i.valid & self.i.ready
         with m.If(take & ~sync):
             m.d.sync += crc.eq(crc16_next(crc, b))
+        last_hdr = HOST_HEADER.size // 8 - 1
 
         with m.FSM(name="rx_frame"):
             with m.State("HUNT"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take & sync):
-                    m.d.sync += [crc.eq(0xFFFF), cnt.eq(0)]
+                    m.d.sync += [crc.eq(0xFFFF), hcnt.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(take & sync):
                     # an empty frame (SYNC SYNC) or one cut short in its header
-                    m.d.sync += [crc.eq(0xFFFF), cnt.eq(0)]
-                    with m.If(cnt != 0):
+                    m.d.sync += [crc.eq(0xFFFF), hcnt.eq(0)]
+                    with m.If(hcnt != 0):
                         m.d.sync += good.eq(0)
                         m.next = "ABORT_TAKEN"
                 with m.Elif(take):
-                    m.d.sync += [hdr.as_value().word_select(cnt[:3], 8).eq(b), cnt.eq(cnt + 1)]
-                    with m.If(cnt == 5):
-                        full = Cat(hdr.as_value()[:40], b)
-                        m.d.sync += cnt.eq(0)
-                        length = full[32:48]
+                    m.d.sync += [hdr.as_value().word_select(hcnt, 8).eq(b), hcnt.eq(hcnt + 1)]
+                    with m.If(hcnt == last_hdr):
+                        length = Cat(hdr.as_value()[HOST_HEADER.size - 16:HOST_HEADER.size - 8], b)
+                        m.d.sync += [left.eq(length), pos.eq(0), ccnt.eq(0)]
                         with m.If(length > self.max_payload):
                             m.d.sync += good.eq(0)
                             m.next = "DONE"
@@ -207,9 +213,8 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += good.eq(0)
                     m.next = "DONE"
                 with m.Elif(take):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == hdr.length - 1):
-                        m.d.sync += cnt.eq(0)
+                    m.d.sync += [left.eq(left - 1), pos.eq(pos + (pos != 255))]
+                    with m.If(left == 1):
                         m.next = "CRC"
             with m.State("CRC"):
                 m.d.comb += self.i.ready.eq(~sync)
@@ -217,8 +222,8 @@ class FrameReceiver(wiring.Component):
                     m.d.sync += good.eq(0)
                     m.next = "DONE"
                 with m.Elif(take):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == 1):
+                    m.d.sync += ccnt.eq(1)
+                    with m.If(ccnt):
                         m.d.sync += good.eq(crc16_next(crc, b) == 0)
                         m.next = "DONE"
             with m.State("DONE"):
@@ -265,7 +270,8 @@ class FrameSender(wiring.Component):
         m = Module()
         hdr = Signal(DEVICE_HEADER, name="tx_header")
         crc = Signal(16, init=0xFFFF, name="tx_crc")
-        cnt = Signal(16, name="tx_count")
+        cnt = Signal(2, name="tx_count")                 # header and CRC bytes
+        left = Signal(16, name="tx_left")                # payload bytes to come
         sent = self.o.valid & self.o.ready
         covered = Signal(name="tx_crc_en")       # header and payload bytes
         with m.If(sent & covered):
@@ -274,7 +280,8 @@ class FrameSender(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += self.cmd.ready.eq(1)
                 with m.If(self.cmd.valid):
-                    m.d.sync += [hdr.eq(self.cmd.payload), crc.eq(0xFFFF), cnt.eq(0)]
+                    m.d.sync += [hdr.eq(self.cmd.payload), crc.eq(0xFFFF), cnt.eq(0),
+                                 left.eq(self.cmd.payload.length)]
                     m.next = "SYNC"
             with m.State("SYNC"):
                 m.d.comb += [self.busy.eq(1), self.o.valid.eq(1), self.o.payload.sync.eq(1)]
@@ -295,9 +302,8 @@ class FrameSender(wiring.Component):
                              self.o.payload.data.eq(self.i.payload),
                              self.i.ready.eq(self.o.ready)]
                 with m.If(sent):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == hdr.length - 1):
-                        m.d.sync += cnt.eq(0)
+                    m.d.sync += left.eq(left - 1)
+                    with m.If(left == 1):
                         m.next = "CRC"
             with m.State("CRC"):
                 m.d.comb += [self.busy.eq(1), self.o.valid.eq(1),
@@ -459,9 +465,9 @@ class InputBuffer(wiring.Component):
         be fed to the network once, after the slots committed before it.
     free : Out
         Slots neither committed nor being fed (the open slot included).
-    consumed : Out(16)
-        Samples fed completely, mod 2**16 (the host's credit limit is
-        ``consumed + slots``).
+    consumed : Out(IB)
+        Samples fed completely, modulo ``INDEX_MOD`` (the host's credit limit
+        is ``consumed + slots``).
     empty : Out(1)
         No committed sample is waiting or being fed.
     hold : In(1)
@@ -487,7 +493,7 @@ class InputBuffer(wiring.Component):
             "w_lane": In(range(max(self.lanes, 2))), "w_data": In(8), "w_clear": In(1),
             "commit": In(1), "c_label": In(fields["label"]), "c_lr": In(4), "c_update": In(1),
             "free": Out(range(self.slots + 1)),
-            "consumed": Out(16),
+            "consumed": Out(IB),
             "empty": Out(1),
             "hold": In(1),
             "o": Out(stream.Signature(beat_layout)),
@@ -588,15 +594,15 @@ class PredictionRing(wiring.Component):
     -------
     i : In(stream.Signature(result_layout))
         From the network; only ``prediction`` is kept.
-    produced : Out(16)
-        Predictions received so far, mod 2**16 (prediction ``n`` belongs to
-        the ``n``-th sample fed to the network).
-    tail : Out(16)
+    produced : Out(IB)
+        Predictions received so far, modulo ``INDEX_MOD`` (prediction ``n``
+        belongs to the ``n``-th sample fed to the network).
+    tail : Out(IB)
         Predictions acknowledged so far.
     ack, ack_en : In
         The host's cumulative acknowledgement; ignored unless it lies between
         ``tail`` and ``produced``.
-    r_index : In(16)
+    r_index : In(IB)
         Prediction to read; ``r_data`` one clock later.
     r_data : Out(8)
     full : Out(1)
@@ -606,13 +612,14 @@ class PredictionRing(wiring.Component):
         self.depth = operator.index(depth)
         if self.depth < 2 or self.depth & (self.depth - 1):
             raise ValueError(f"the prediction ring depth must be a power of two >= 2, not {depth}")
-        if self.depth > P.INDEX_MOD // 2:
-            raise ValueError("the prediction ring is too deep for 16-bit indices")
+        if self.depth > P.INDEX_MOD // 4:
+            raise ValueError(f"the prediction ring holds at most {P.INDEX_MOD // 4} entries "
+                             "(indices are sent modulo INDEX_MOD)")
         super().__init__({
             "i": In(stream.Signature(result_layout)),
-            "produced": Out(16), "tail": Out(16),
-            "ack": In(16), "ack_en": In(1),
-            "r_index": In(16), "r_data": Out(8),
+            "produced": Out(IB), "tail": Out(IB),
+            "ack": In(IB), "ack_en": In(1),
+            "r_index": In(IB), "r_data": Out(8),
             "full": Out(1),
         })
 
@@ -622,7 +629,7 @@ class PredictionRing(wiring.Component):
         mem = Memory(shape=unsigned(8), depth=self.depth, init=[])
         m.submodules.ring = mem
         wp, rp = mem.write_port(), mem.read_port()
-        outstanding = Signal(16, name="ring_outstanding")
+        outstanding = Signal(IB, name="ring_outstanding")
         m.d.comb += [
             outstanding.eq(self.produced - self.tail),
             self.full.eq(outstanding == self.depth),
@@ -633,7 +640,7 @@ class PredictionRing(wiring.Component):
         ]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += self.produced.eq(self.produced + 1)
-        step = Signal(16, name="ring_ack_step")
+        step = Signal(IB, name="ring_ack_step")
         m.d.comb += step.eq(self.ack - self.tail)
         with m.If(self.ack_en & (step <= outstanding)):
             m.d.sync += self.tail.eq(self.ack)
@@ -791,7 +798,9 @@ class LinkEngine(wiring.Component):
         sched = net.schedule.name
         self.info = P.info_payload(cfg, sched, net.clocks_per_sample, net.drain_samples(),
                                    self.slots, self.pred_ring, clock_hz, divisor)
-        self.max_payload = max(4 + 2 * cfg.inputs, 6 + 2 * P.MAX_WRITE)
+        # a sample without any zero: 3 header bytes and at most two code bytes
+        # per pixel (8-bit symbols)
+        self.max_payload = max(3 + 2 * cfg.inputs, 6 + 2 * P.MAX_WRITE)
         if rx_fifo is None:
             # a run of zeros writes a pixel per clock while bytes keep arriving
             per_byte = 10 * max(divisor, 2)
@@ -874,8 +883,8 @@ class LinkEngine(wiring.Component):
         # and comb signals are driven unconditionally (only enables and
         # valids depend on the state), so no multiplexer chains appear.
         b = rcv.o.payload
-        expected = Signal(16, name="next_index")
-        s_index = Signal(16, name="smp_index")
+        expected = Signal(IB, name="next_index")
+        s_index = Signal(IB, name="smp_index")
         s_label = Signal.like(buf.c_label, name="smp_label")
         s_ctl = Signal(8, name="smp_ctl")
         s_apply = Signal(name="smp_apply")
@@ -883,7 +892,7 @@ class LinkEngine(wiring.Component):
                      # the decoder writes (runs of zeros too, which go on while
                      # no byte is there) only for a sample that will be applied
                      dec.write.eq(s_apply), dec.i.payload.eq(b)]
-        behind = Signal(16, name="smp_behind")        # 0: the expected index
+        behind = Signal(IB, name="smp_behind")        # 0: the expected index
         m.d.comb += behind.eq(expected - s_index)
         aw = max(1, (max(max(t) for t in self.totals) + P.MAX_READ).bit_length())
         rq_j = Signal(8, name="req_junction")
@@ -926,8 +935,8 @@ class LinkEngine(wiring.Component):
                               (rq_start + rq_count <= total_sel))
 
         # -- predictions: the send pointer -----------------------------------------------------
-        pred_sent = Signal(16, name="pred_sent")
-        outstanding = Signal(16, name="pred_unsent")
+        pred_sent = Signal(IB, name="pred_sent")
+        outstanding = Signal(IB, name="pred_unsent")
         m.d.comb += [ring.ack.eq(hdr.ack), outstanding.eq(ring.produced - pred_sent)]
         n_preds = Signal(range(P.MAX_PREDS + 1), name="rep_n_next")
         m.d.comb += n_preds.eq(Mux(outstanding > P.MAX_PREDS, P.MAX_PREDS, outstanding))
@@ -980,12 +989,12 @@ class LinkEngine(wiring.Component):
         with m.Elif(hold_clear):
             m.d.sync += holding.eq(0)
         m.d.comb += buf.hold.eq(holding)
-        rep_next = Signal(16, name="rep_next")
-        rep_limit = Signal(16, name="rep_limit")
-        rep_prod = Signal(16, name="rep_produced")
+        rep_next = Signal(IB, name="rep_next")
+        rep_limit = Signal(IB, name="rep_limit")
+        rep_prod = Signal(IB, name="rep_produced")
         rep_n = Signal(range(P.MAX_PREDS + 1), name="rep_n")
-        ring_ptr = Signal(16, name="rep_ring_ptr")   # prediction of the next REPORT byte
-        max_len = max(len(self.info), 10 + P.MAX_PREDS, 6 + 2 * P.MAX_READ,
+        ring_ptr = Signal(IB, name="rep_ring_ptr")   # prediction of the next REPORT byte
+        max_len = max(len(self.info), 6 + P.MAX_PREDS, 2 * P.MAX_READ,
                       4 * len(P.STATUS_FIELDS))
         k = Signal(range(max_len + 1), name="reply_byte")   # payload byte index
         byte = Signal(8, name="reply_data")
@@ -1005,24 +1014,20 @@ class LinkEngine(wiring.Component):
             m.d.sync += [rep_next.eq(expected), rep_limit.eq(buf.consumed + self.slots),
                          rep_prod.eq(ring.produced), ring_ptr.eq(pred_sent),
                          rep_n.eq(Mux(job == K_REPORT, n_preds, 0)),
-                         length.eq(Array([Const(len(self.info), len(length)), 10 + n_preds,
-                                          6 + 2 * rq_count, Const(n_status, len(length))])[job])]
+                         length.eq(Array([Const(len(self.info), len(length)), 6 + n_preds,
+                                          2 * rq_count, Const(n_status, len(length))])[job])]
         # payload bytes
         # the base (index of the first prediction) is the ring pointer, which
-        # only moves once the predictions themselves go out (bytes 10 on)
-        rep_bytes = Array([result, rep_next[:8], rep_next[8:], rep_limit[:8], rep_limit[8:],
-                           rep_prod[:8], rep_prod[8:], ring_ptr[:8], ring_ptr[8:], rep_n])
-        par_bytes = Array([rq_j, rq_bias, rq_start[:8], rq_start[8:16] if aw > 8 else Const(0, 8),
-                           rq_start[16:] if aw > 16 else Const(0, 8), rq_count])
-        val16 = Signal(16, name="reply_value")        # PARAMS: sign-extended to 16 bits
-        m.d.comb += val16.eq(latch[:self.width].as_signed())
+        # only moves once the predictions themselves go out (bytes 6 on)
+        rep_bytes = Array([result, rep_next, rep_limit, rep_prod, ring_ptr, rep_n])
         with m.Switch(job):
             with m.Case(K_INFO):
                 m.d.comb += byte.eq(info_rp.data)
             with m.Case(K_REPORT):
-                m.d.comb += byte.eq(Mux(k < 10, rep_bytes[k[:4]], ring.r_data))
+                m.d.comb += byte.eq(Mux(k < 6, rep_bytes[k[:3]], ring.r_data))
             with m.Case(K_PARAMS):
-                m.d.comb += byte.eq(Mux(k < 6, par_bytes[k[:3]], val16.word_select(k[0], 8)))
+                # the code's low bits; the host sign-extends
+                m.d.comb += byte.eq(latch.word_select(k[0], 8))
             with m.Case(K_STATUS):
                 m.d.comb += byte.eq(latch.word_select(k[:2], 8))
         m.d.comb += [snd.cmd.payload.type.eq(Array([Const(P.INFO, 8), Const(P.REPORT, 8),
@@ -1068,16 +1073,16 @@ class LinkEngine(wiring.Component):
                 m.d.sync += latch[16:].eq(bank.r_data)
                 m.next = "EMIT"
             with m.State("FETCH"):
-                with m.If((job == K_PARAMS) & (k >= 6) & ~k[0]):
+                with m.If((job == K_PARAMS) & ~k[0]):
                     m.d.sync += latch.eq(net.ro_data.as_unsigned())
                 m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += snd.i.valid.eq(1)
                 with m.If(snd.i.ready):
                     m.d.sync += k.eq(k + 1)
-                    with m.If((job == K_REPORT) & (k >= 10)):
+                    with m.If((job == K_REPORT) & (k >= 6)):
                         m.d.sync += ring_ptr.eq(ring_ptr + 1)
-                    with m.If((job == K_PARAMS) & (k >= 6) & k[0]):
+                    with m.If((job == K_PARAMS) & k[0]):
                         m.d.comb += it_step.eq(1)
                     with m.If(k == length - 1):
                         m.next = "DRAIN"
@@ -1102,12 +1107,10 @@ class LinkEngine(wiring.Component):
         with m.If(take & is_sample):
             with m.Switch(pos):
                 with m.Case(0):
-                    m.d.sync += s_index[:8].eq(b)
+                    m.d.sync += s_index.eq(b)
                 with m.Case(1):
-                    m.d.sync += s_index[8:].eq(b)
-                with m.Case(2):
                     m.d.sync += s_label.eq(b)
-                with m.Case(3):
+                with m.Case(2):
                     m.d.sync += s_ctl.eq(b)
         with m.If(take & is_param):
             with m.Switch(pos):
@@ -1134,14 +1137,14 @@ class LinkEngine(wiring.Component):
                         m.d.sync += st_idx.eq(st_idx + 1)
         # the sample header is complete: apply it only if it is the expected
         # one and a slot is free (decided before any pixel is written)
-        with m.If(take & is_sample & (pos == 3)):
+        with m.If(take & is_sample & (pos == 2)):
             m.d.comb += dec.clear.eq(1)
             m.d.sync += s_apply.eq((behind == 0) & (buf.free != 0))
 
         with m.FSM(name="link"):
             with m.State("FRAME"):
                 m.d.comb += parser_idle.eq(1)
-                with m.If(is_sample & (pos >= 4)):
+                with m.If(is_sample & (pos >= 3)):
                     m.d.comb += [dec.i.valid.eq(rcv.o.valid), rcv.o.ready.eq(dec.i.ready)]
                 with m.Else():
                     m.d.comb += rcv.o.ready.eq(1)
@@ -1150,7 +1153,7 @@ class LinkEngine(wiring.Component):
                     # receiver (and its header) until its processing is done
                     with m.If(~rcv.done.payload):
                         m.d.comb += rcv.done.ready.eq(1)
-                    with m.Elif(is_sample & s_apply & (hdr.length >= 4)):
+                    with m.Elif(is_sample & s_apply & (hdr.length >= 3)):
                         m.next = "FILL"
                     with m.Else():
                         m.next = "ACT"
@@ -1173,7 +1176,7 @@ class LinkEngine(wiring.Component):
                     with m.Case(P.POLL):
                         m.d.comb += next_result.eq(P.R_POLLED)
                     with m.Case(P.SAMPLE):
-                        with m.If(hdr.length < 4):
+                        with m.If(hdr.length < 3):
                             m.d.comb += next_result.eq(P.R_BAD_REQUEST)
                         with m.Elif(behind == 0):
                             with m.If(~s_apply):
@@ -1182,7 +1185,7 @@ class LinkEngine(wiring.Component):
                                 m.d.comb += next_result.eq(P.R_BAD_PIXELS)
                             with m.Else():
                                 m.d.comb += next_result.eq(P.R_ACCEPTED)
-                        with m.Elif(behind[15]):
+                        with m.Elif(behind[-1]):
                             m.d.comb += next_result.eq(P.R_OUT_OF_ORDER)
                         with m.Else():
                             m.d.comb += next_result.eq(P.R_DUPLICATE)

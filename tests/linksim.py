@@ -49,12 +49,12 @@ class SimPort:
     ``dut`` is a :class:`StreamDUT` (``divisor=None``) or a
     :class:`~sparse_edge.hdl.system.SystemTop` (``divisor``: its UART bit
     time; bits are driven on ``rx`` and sampled on ``tx``).
-    ``chunk`` clocks run per ``read``; ``fault(direction, data)`` may alter
-    the bytes on their way (``direction`` "down" to the device, "up" to the
-    host).
+    ``chunk`` clocks run per ``read``; ``gap`` idle clocks separate the bytes
+    of stream mode; ``probes`` are signals recorded every clock
+    (:attr:`probed`).
     """
 
-    def __init__(self, dut, divisor=None, chunk=64, vcd=None, gap=0):
+    def __init__(self, dut, divisor=None, chunk=64, vcd=None, gap=0, probes=()):
         self.dut, self.divisor, self.chunk = dut, divisor, chunk
         self.down, self.up = deque(), deque()
         self.name = "amaranth-sim"
@@ -68,6 +68,9 @@ class SimPort:
         else:
             self.sim.add_testbench(self._feed_pin, background=True)
             self.sim.add_testbench(self._drain_pin, background=True)
+        self.probes, self.probed = tuple(probes), []
+        if self.probes:
+            self.sim.add_testbench(self._probe, background=True)
         self._vcd = None
         if vcd:
             self._vcd = self.sim.write_vcd(vcd)
@@ -119,6 +122,10 @@ class SimPort:
             await ctx.tick().repeat(d)
             assert ctx.get(tx) == 1, "stop bit low on the board's tx"
             self.up.append(b)
+
+    async def _probe(self, ctx):
+        async for _clk, _rst, *values in ctx.tick().sample(*self.probes):
+            self.probed.append(tuple(values))
 
     # -- serial-like API ----------------------------------------------------------------------
     @property

@@ -35,11 +35,12 @@ def test_crc_equations_match_the_table():
 
 def test_frame_round_trip_and_stuffing():
     payload = bytes(range(256)) + bytes([P.SYNC, P.ESC, P.SYNC])
-    f = P.host_frame(P.SAMPLE, 7, 1234, payload)
+    f = P.host_frame(P.SAMPLE, 7, 1234, payload)           # ack goes modulo 256
     assert f.count(bytes([P.SYNC])) == 1 and f[0] == P.SYNC   # SYNC only starts a frame
     got = P.FrameParser(host=True).feed(f)
     assert len(got) == 1
-    assert (got[0].type, got[0].seq, got[0].ack, got[0].payload) == (P.SAMPLE, 7, 1234, payload)
+    assert (got[0].type, got[0].seq, got[0].ack, got[0].payload) == \
+        (P.SAMPLE, 7, 1234 % P.INDEX_MOD, payload)
     d = P.device_frame(P.REPORT, 9, b"\x01\xfe\xfd")
     assert P.FrameParser().feed(d)[0].payload == b"\x01\xfe\xfd"
 
@@ -118,7 +119,7 @@ def test_codec_errors_say_what():
 def test_mnist_sample_size(mnist):
     """The claim of docs/boards.md: ~187 bytes per MNIST sample frame."""
     x = mnist["x_train"][:1000].reshape(1000, -1)
-    sizes = [len(P.stuff(P.encode_pixels(img, 7))) + 13 for img in x]
+    sizes = [len(P.stuff(P.encode_pixels(img, 7))) + 11 for img in x]
     assert 150 < np.mean(sizes) < 200
     assert 3_000_000 / 10 / np.mean(sizes) >= 1000        # samples/s at 3 Mbaud
 
@@ -141,10 +142,13 @@ def test_info_round_trip_and_digest():
 
 
 def test_report_and_params_payloads():
-    r = P.Report(P.R_ACCEPTED, 65535, 3, 100, 98, bytes([1, 2]))
+    r = P.Report(P.R_ACCEPTED, 255, 3, 100, 98, bytes([1, 2]))
     assert P.parse_report(P.report_payload(r)) == r
     pl = P.write_payload(1, 1, 300, [-512, 511, 0, -1], 10)
-    j, b, s, v = P.parse_params(pl, 10)
-    assert (j, b, s, list(v)) == (1, 1, 300, [-512, 511, 0, -1])
+    assert pl[:6] == bytes([1, 1, 44, 1, 0, 4])
+    assert list(P.parse_params(pl[6:], 10, 4)) == [-512, 511, 0, -1]
+    with pytest.raises(P.ProtocolError):
+        P.parse_params(pl[6:], 10, 5)
     with pytest.raises(ValueError):
         P.write_payload(0, 0, 0, [512], 10)
+    assert sorted(P.RESULT_PRIORITY) == sorted(P.RESULT_NAMES)
