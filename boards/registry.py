@@ -112,7 +112,7 @@ BOARDS = {b.name: b for b in (
         name="arty-a7-100", title="Digilent Arty A7-100T (Artix-7 XC7A100T, the reference "
                                   "design's device)",
         platform="amaranth_boards.arty_a7:ArtyA7_100Platform", family="xc7",
-        device="xc7a100tcsg324-1", target="xc7a100t", osc_resource="clk100", osc_mhz=100.0,
+        device="xc7a100ti-csg324-1L", target="xc7a100t", osc_resource="clk100", osc_mhz=100.0,
         clock_mhz=60.0, baud=3_000_000, max_baud=12_000_000, uart_bridge="FTDI FT2232HQ",
         leds=(("led", 0), ("led", 1), ("led", 2), ("led", 3)),
         program=("-b", "arty_a7_100t", "{bitstream}"),

@@ -245,6 +245,11 @@ DEVICE_HEADER = data.StructLayout({"type": 8, "seq": 8, "length": 16})
 class FrameSender(wiring.Component):
     """Frame layer of the transmit path.
 
+    Parameters
+    ----------
+    max_payload : int
+        Longest payload it is asked to send (sizes its byte counter).
+
     Members
     -------
     cmd : In(stream.Signature(DEVICE_HEADER))
@@ -258,7 +263,8 @@ class FrameSender(wiring.Component):
         A frame is being sent (``cmd.ready`` is low).
     """
 
-    def __init__(self):
+    def __init__(self, max_payload=(1 << 16) - 1):
+        self.max_payload = operator.index(max_payload)
         super().__init__({
             "cmd": In(stream.Signature(DEVICE_HEADER)),
             "i": In(stream.Signature(8)),
@@ -271,7 +277,7 @@ class FrameSender(wiring.Component):
         hdr = Signal(DEVICE_HEADER, name="tx_header")
         crc = Signal(16, init=0xFFFF, name="tx_crc")
         cnt = Signal(2, name="tx_count")                 # header and CRC bytes
-        left = Signal(16, name="tx_left")                # payload bytes to come
+        left = Signal(range(self.max_payload + 1), name="tx_left")   # payload bytes to come
         sent = self.o.valid & self.o.ready
         covered = Signal(name="tx_crc_en")       # header and payload bytes
         with m.If(sent & covered):
@@ -680,13 +686,14 @@ class CounterBank(wiring.Component):
     """
 
     #: Bits of a pending counter: a round of ``3 * n`` clocks plus the reads
-    #: a reader slips in must not overflow it.
-    PEND_BITS = 7
+    #: a reader slips in (two per STATUS field) must not overflow it.
+    PEND_BITS = 6
 
     def __init__(self, n, burst=None):
         self.n = operator.index(n)
-        if not 1 <= self.n <= (1 << self.PEND_BITS) // 4:
-            raise ValueError(f"a counter bank holds 1..{(1 << self.PEND_BITS) // 4} counters")
+        if not 1 <= self.n <= ((1 << self.PEND_BITS) - 8) // 3:
+            raise ValueError(f"a counter bank holds 1..{((1 << self.PEND_BITS) - 8) // 3} "
+                             "counters")
         self.burst = [True] * self.n if burst is None else [bool(x) for x in burst]
         if len(self.burst) != self.n:
             raise ValueError("one burst flag per counter")
@@ -706,6 +713,10 @@ class CounterBank(wiring.Component):
         carry = Signal(name="cnt_carry")
         visiting = Array(pend)[idx]
         clear = Signal(name="cnt_clear")
+        # one adder: low half + pending count, then high half + carry
+        addend = Signal(self.PEND_BITS, name="cnt_addend")
+        total = Signal(17, name="cnt_sum")
+        m.d.comb += [total.eq(rp.data + addend), wp.data.eq(total[:16])]
         m.d.comb += self.r_data.eq(rp.data)
         for i in range(n):
             ev = self.events[i]
@@ -722,15 +733,12 @@ class CounterBank(wiring.Component):
                     m.d.comb += rp.addr.eq(Cat(Const(0, 1), idx))
                     m.next = "WRITE_LO"
             with m.State("WRITE_LO"):
-                total = rp.data + visiting
-                m.d.comb += [wp.addr.eq(Cat(Const(0, 1), idx)), wp.data.eq(total[:16]),
-                             wp.en.eq(1), clear.eq(1),
-                             rp.addr.eq(Cat(Const(1, 1), idx))]
+                m.d.comb += [addend.eq(visiting), wp.addr.eq(Cat(Const(0, 1), idx)),
+                             wp.en.eq(1), clear.eq(1), rp.addr.eq(Cat(Const(1, 1), idx))]
                 m.d.sync += carry.eq(total[16])
                 m.next = "WRITE_HI"
             with m.State("WRITE_HI"):
-                m.d.comb += [wp.addr.eq(Cat(Const(1, 1), idx)), wp.data.eq(rp.data + carry),
-                             wp.en.eq(1)]
+                m.d.comb += [addend.eq(carry), wp.addr.eq(Cat(Const(1, 1), idx)), wp.en.eq(1)]
                 m.d.sync += idx.eq(Mux(idx == n - 1, 0, idx + 1))
                 m.next = "READ_LO"
         return m
@@ -830,7 +838,9 @@ class LinkEngine(wiring.Component):
         m.submodules.buffer = buf = InputBuffer(self.slots, self.beats, self.beat_layout,
                                                 cfg.inputs)
         m.submodules.ring = ring = PredictionRing(self.pred_ring, self.result_layout)
-        m.submodules.sender = snd = FrameSender()
+        max_reply = max(len(self.info), 6 + P.MAX_PREDS, 2 * P.MAX_READ,
+                        4 * len(P.STATUS_FIELDS))
+        m.submodules.sender = snd = FrameSender(max_reply)
         m.submodules.enframer = enf = Enframer()
         wiring.connect(m, wiring.flipped(self.rx), fifo.w_stream)
         wiring.connect(m, fifo.r_stream, deframer.i)
