@@ -96,7 +96,9 @@ class Enframer(wiring.Component):
         ``sync`` sends a bare ``SYNC``; a data byte equal to ``SYNC`` or
         ``ESC`` goes out as ``ESC, byte ^ 0x20`` (two bytes), any other as is.
     o : Out(stream.Signature(8))
-        Bytes to send.  Combinational, no latency.
+        Bytes to send, from an output register (one clock of latency; no
+        combinational path from the transmitter's ``ready`` back to the
+        frame layer).  One byte per clock when ``o.ready`` stays high.
     """
 
     def __init__(self):
@@ -106,16 +108,19 @@ class Enframer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         second = Signal(name="stuff_second")     # the ESC went out, now the byte
+        out = Signal(8, name="stuff_out")
+        full = Signal(name="stuff_full")
         d = self.i.payload.data
         special = ~self.i.payload.sync & ((d == P.SYNC) | (d == P.ESC))
-        m.d.comb += [
-            self.o.valid.eq(self.i.valid),
-            self.o.payload.eq(Mux(self.i.payload.sync, P.SYNC,
-                                  Mux(special, Mux(second, d ^ P.ESC_XOR, P.ESC), d))),
-            self.i.ready.eq(self.o.ready & (~special | second)),
-        ]
-        with m.If(self.o.valid & self.o.ready & special):
-            m.d.sync += second.eq(~second)
+        load = ~full | self.o.ready
+        m.d.comb += [self.o.valid.eq(full), self.o.payload.eq(out),
+                     self.i.ready.eq(load & (~special | second))]
+        with m.If(load):
+            m.d.sync += [full.eq(self.i.valid),
+                         out.eq(Mux(self.i.payload.sync, P.SYNC,
+                                    Mux(special, Mux(second, d ^ P.ESC_XOR, P.ESC), d)))]
+            with m.If(self.i.valid & special):
+                m.d.sync += second.eq(~second)
         return m
 
 
