@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..gen import protocol as P
-from ..gen.config import NO_UPDATE
+from ..gen.config import NO_UPDATE, ConfigError
 from ..gen.errors import SparseEdgeError
 
 __all__ = ["BoardError", "BoardTimeout", "PortError", "WrongNetwork", "Board", "open_port",
@@ -239,7 +239,6 @@ class Board:
             return cfg
         if info.cycle != cfg.cycle and tuple(info.layers) == tuple(cfg.layers) and \
                 tuple(info.fanout) == tuple(cfg.fanout):
-            from ..gen.config import ConfigError
             try:
                 alt = cfg.with_(cycle=info.cycle)
             except ConfigError:

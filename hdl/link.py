@@ -18,6 +18,7 @@ import operator
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -829,7 +830,6 @@ class LinkEngine(wiring.Component):
         })
 
     def elaborate(self, platform):
-        from amaranth.lib.fifo import SyncFIFOBuffered
         m = Module()
         cfg = self.cfg
         J = cfg.junctions

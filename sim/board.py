@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..gen import protocol as P
+from ..hdl.system import SystemTop
 from .cxxrtl import HARNESS_DIR, CompiledSimError, CompiledSimulator
 
 __all__ = ["BoardSimulator", "SimulatedBoard", "FaultyLink", "SIM_DIVISOR", "SIM_BAUD"]
@@ -53,7 +54,6 @@ class BoardSimulator(CompiledSimulator):
 
     def __init__(self, cfg, schedule="fast", divisor=SIM_DIVISOR, clock_hz=None, slots=4,
                  pred_ring=64, cache_dir=None, log=None):
-        from ..hdl.system import SystemTop
         self.divisor = int(divisor)
         self.clock_hz = int(clock_hz or self.divisor * SIM_BAUD)
         self.slots, self.pred_ring = int(slots), int(pred_ring)
