@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job on the offline default dataset (scikit-learn's 8x8 digits).
+# The main job on the offline default dataset (scikit-learn's 8x8 digits); it
+# ends on the simulated board: the same network with its UART and link engine,
+# compiled with CXXRTL, trained over a TCP socket by the host driver and
+# checked bit for bit against the golden model.
 demo: $(STAMP)
 	$(VENV)/bin/sparse-edge check $(CONFIG)
 	$(VENV)/bin/sparse-edge train $(CONFIG) --data $(DATA) --out out/demo --plot
 	$(VENV)/bin/sparse-edge generate $(CONFIG) -o out/demo/rtl
+	$(VENV)/bin/sparse-edge run $(CONFIG) --port sim --data $(DATA) --epochs 1 \
+	    --samples 300 --test-samples 100 --check --out out/demo/board
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q -ra $(PYTEST_ARGS)
@@ -36,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/clocks_per_sample.py
 	$(PY) bench/verilog_emit.py
 	$(PY) bench/compiled_sim.py
+	$(PY) bench/link_throughput.py --json out/bench/link_throughput.json
 
 clean:
 	rm -rf out build .pytest_cache .hypothesis

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 from . import output
+from .cli_board import add_board_parsers
 from .cli_common import UserError
 from .cli_hw import cmd_estimate, cmd_explore, cmd_generate, cmd_synth
 from .cli_sweep import add_executor_options, add_sweep_parser
@@ -78,7 +79,8 @@ class _Parser(argparse.ArgumentParser):
 
 #: Bounds of numeric options, checked before any work: (lowest, open bound?).
 _BOUNDS = {"freq": (0, True), "max_dsp": (0, False), "workers": (1, False), "synth": (0, False),
-           "cycle": (1, False), "seed": (0, False)}
+           "cycle": (1, False), "seed": (0, False), "baud": (0, True),
+           "timeout": (0, True)}
 
 
 def _check_options(args):
@@ -86,7 +88,7 @@ def _check_options(args):
     a one-line error, not a silent default or nonsense)."""
     for name, (lo, open_) in _BOUNDS.items():
         v = getattr(args, name, None)
-        if v is None:
+        if v is None or isinstance(v, str):   # e.g. `build --cycle auto`: checked there
             continue
         opt = "--" + name.replace("_", "-")
         if isinstance(v, float) and not math.isfinite(v):
@@ -199,6 +201,7 @@ def build_parser():
     p.set_defaults(func=cmd_simulate)
 
     add_sweep_parser(sub, targets)
+    add_board_parsers(sub)
     return ap
 
 

