@@ -97,23 +97,24 @@ def tool_env():
     return env
 
 
-def _tool(name):
-    """``(command, version)`` of a flow tool, honouring its variable."""
+def _tool(name, version=True):
+    """``(command, version)`` of a flow tool, honouring its variable
+    (``version=False``: the command alone, nothing run)."""
     try:
         cmd = tool_command(name)
-        return cmd, tool_version(name, cmd)
+        return (cmd, tool_version(name, cmd)) if version else cmd
     except ToolMissing as e:
         raise ToolNotFound(str(e)) from None
 
 
 # -- configs, estimates, fit ------------------------------------------------------------------
 def board_config(cfg, cycle):
-    """``cfg`` at junction-cycle length ``cycle`` (named ``name-c<C>`` like
+    """``cfg`` at junction-cycle length ``cycle`` (named ``name_c<C>`` like
     ``synth --cycle``)."""
     if cycle is None or cycle == cfg.cycle:
         return cfg
     try:
-        return cfg.with_(cycle=int(cycle), name=f"{cfg.name}-c{int(cycle)}")
+        return cfg.with_(cycle=int(cycle), name=f"{cfg.name}_c{int(cycle)}")
     except ConfigError as e:
         raise BuildError(str(e)) from None
 
@@ -536,6 +537,6 @@ def format_build(rep):
 def program_command(board, bitstream, flash=False):
     """The openFPGALoader command line (list) that programs ``bitstream``."""
     spec = get_board(board)
-    exe = _tool("openFPGALoader")[0]
+    exe = _tool("openFPGALoader", version=False)
     args = spec.flash if flash else spec.program
     return [exe] + [a.replace("{bitstream}", str(bitstream)) for a in args]

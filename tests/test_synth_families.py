@@ -171,7 +171,7 @@ def test_xc7_dsp_budget(xc7, build_root):
 
 def test_board_network_estimates():
     """The board network at C = 32: 354 multipliers; on the GW5A each takes
-    one MULT12X12 (the UP product's bias step is w + 1 = 9 bits since issue
+    one MULT12X12 (the UP product's bias step is w + 1 = 11 bits since issue
     11 narrowed it from 17, which took two each); on the 7-series the 240
     DSP48E1 of the 100T take 240 of them with --max-dsp 240, and the 35T
     does not fit."""
