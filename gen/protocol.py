@@ -25,15 +25,16 @@ yet reported), so the host recovers from any lost frame by going back to the
 device's next expected index (go-back-N) and a lost report by polling.
 
 **Sample codec** (:func:`encode_pixels`, from :mod:`~sparse_edge.gen.pixel_code`):
-the pixel *symbol* is the part of an 8-bit pixel the number format uses, ``pixel >> (8 - symbol_bits)`` with
-``symbol_bits = min(frac_bits, 8)`` (``QFormat.pixel`` maps ``symbol <<
-(8 - symbol_bits)`` to the same code, so the codec is lossless for the
-network).  With ``symbol_bits <= 7`` a byte below 0x80 is one symbol and
-``0x80 + n - 1`` a run of ``n`` zeros (``n <= 125``, so the pixel bytes never
-need stuffing); with 8-bit symbols a byte ``b != 0x80`` is the symbol ``b ^
-0x80`` and ``0x80, n - 1`` a run of ``n`` zeros (``n <= 256``; the XOR keeps
-the common bright pixels 253 and 254 off the ``ESC`` and ``SYNC`` values).  Pixels after the last encoded one
-are zero, up to ``layers[0]``.
+the pixel *symbol* is the part of an 8-bit pixel the number format uses,
+``pixel >> (8 - symbol_bits)`` with ``symbol_bits = min(frac_bits, 8)``
+(``QFormat.pixel`` maps ``symbol << (8 - symbol_bits)`` to the same code, so
+the codec is lossless for the network).  With ``symbol_bits <= 7`` a byte
+below 0x80 is one symbol and ``0x80 + n - 1`` a run of ``n`` zeros (``n <=
+125``, so the pixel bytes never need stuffing); with 8-bit symbols a byte ``b
+!= 0x80`` is the symbol ``b ^ 0x80`` and ``0x80, n - 1`` a run of ``n`` zeros
+(``n <= 256``; the XOR keeps the common bright pixels 253 and 254 off the
+``ESC`` and ``SYNC`` values).  Pixels after the last encoded one are zero, up
+to ``layers[0]``.
 """
 
 import hashlib
