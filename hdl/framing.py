@@ -110,6 +110,7 @@ class Enframer(wiring.Component):
         return m
 
 
+#: Header of a host -> device frame, in the order of its bytes on the wire.
 HOST_HEADER = data.StructLayout({"type": 8, "seq": 8, "ack": 8, "length": 16})
 
 
@@ -228,6 +229,7 @@ class FrameReceiver(wiring.Component):
         return m
 
 
+#: Header of a device -> host frame, in the order of its bytes on the wire.
 DEVICE_HEADER = data.StructLayout({"type": 8, "seq": 8, "length": 16})
 
 

@@ -1,16 +1,18 @@
 """The link engine: the board side of the host link protocol (docs/boards.md).
 
-Byte path, receive side: UART receiver -> FIFO -> :class:`~.framing.Deframer`
-(undoes the byte stuffing, marks ``SYNC``) -> :class:`~.framing.FrameReceiver`
-(header, length, CRC) -> the engine's per-type handlers; for a sample,
-:class:`~.link_buffers.PixelDecoder` writes the decoded pixels into the open
-slot of :class:`~.link_buffers.InputBuffer`, which feeds the
+Byte path, receive side: UART receiver -> FIFO -> ``Deframer`` (undoes the
+byte stuffing, marks ``SYNC``) -> ``FrameReceiver`` (header, length, CRC) ->
+the engine's per-type handlers; for a sample, ``PixelDecoder`` writes the
+decoded pixels into the open slot of ``InputBuffer``, which feeds the
 :class:`~sparse_edge.hdl.network.Network` whole beats.  Transmit side: the
-engine's reply generator (:mod:`~sparse_edge.hdl.link_reply`) ->
-:class:`~.framing.FrameSender` (header, length, CRC) ->
-:class:`~.framing.Enframer` (byte stuffing) -> UART transmitter.  Predictions
-go from the network into :class:`~.link_buffers.PredictionRing` until the host
-acknowledges them.
+engine's reply generator -> ``FrameSender`` (header, length, CRC) ->
+``Enframer`` (byte stuffing) -> UART transmitter.  Predictions go from the
+network into ``PredictionRing`` until the host acknowledges them.
+
+The blocks live by topic: the frame layers in :mod:`sparse_edge.hdl.framing`,
+the decoder, buffers and counters in :mod:`sparse_edge.hdl.link_buffers`, the
+reply side of the engine in :mod:`sparse_edge.hdl.link_reply`; this module
+holds :class:`LinkEngine`, which ties them together.
 
 Every constant, the CRC equations and the INFO contents come from
 :mod:`sparse_edge.gen.protocol`, which the host driver uses too.
