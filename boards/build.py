@@ -15,7 +15,8 @@ report, and the command that puts it on the board.
    are read, never the text logs;
 4. writes ``report.json`` and ``summary.txt`` beside the bitstream: resources
    (used, available, estimate), fmax against the clock, baud rate, the
-   accelerator's samples/s and the link's.
+   accelerator's samples/s and the link's (read and formatted by
+   ``boards/report.py``).
 
 Builds are cached in ``build/boards/<board>/<name>-<key>`` by a hash of the
 config, the board, the clock, the baud rate, the package sources and the tool
@@ -36,18 +37,18 @@ from pathlib import Path
 from ..gen import protocol as P
 from ..gen.config import ConfigError, legal_cycles
 from ..gen.datasets import DatasetError, load_dataset
-from ..gen.errors import SparseEdgeError
 from ..gen.estimate import estimate
 from ..gen.estimate_model import FAMILIES, Cost, map_memory
 from ..gen.geometry import hardware_schedule
 from ..gen.output import check_dir, publish, write_json, write_text
-from ..gen.synth_report import cell_counts, pnr_resources, synth_resources, timing_summary
 from ..gen.targets import get_target
 from ..gen.tools import (TOOLS, SynthError, ToolMissing, package_versions, source_digest,
                          tool_command, tool_version)
 from .ecp5 import global_enable as ecp5_global_enable
+from .errors import BoardDoesNotFit, BuildError, ToolNotFound
 from .clocking import ClockError, pll_settings
 from .registry import get_board
+from .report import format_build, read_reports, xilinx_counts
 from .top import BoardTop, system_for
 
 __all__ = ["BuildError", "BoardDoesNotFit", "ToolNotFound", "board_config", "choose_cycle",
@@ -65,22 +66,6 @@ MIN_BOARD_DIVISOR = 4
 _FAMILY_TOOLS = {"ecp5": ("yosys", "nextpnr-ecp5", "ecppack"),
                  "ice40": ("yosys", "nextpnr-ice40", "icepack"),
                  "xc7": ("yosys",)}
-
-
-class BuildError(SparseEdgeError):
-    """A board build that cannot be done (the message says why and what to do)."""
-
-
-class ToolNotFound(BuildError):
-    """A tool of the flow is missing."""
-
-
-class BoardDoesNotFit(BuildError):
-    """The design needs more of a resource than the board's FPGA has."""
-
-    def __init__(self, message, over):
-        super().__init__(message)
-        self.over = over
 
 
 # -- tools ----------------------------------------------------------------------------------
@@ -387,13 +372,13 @@ def build_board(cfg, board, cycle=None, freq_mhz=None, baud=None, schedule=None,
     }
     try:
         if spec.build == "plan":
-            _xilinx_counts(rep, bdir, tools, env, progress)
+            xilinx_counts(rep, bdir, tools, env, progress)
         else:
             progress(f"running the Amaranth build plan ({', '.join(tools)}) in {bdir}")
             secs = _run_script(bdir, env, bdir / "build.log", progress,
                                f"{spec.family} build (Yosys, nextpnr, pack)")
             rep["steps"].append({"step": "yosys+nextpnr+pack", "seconds": round(secs, 2)})
-            _read_reports(rep, bdir, spec, est, clock_hz)
+            read_reports(rep, bdir, spec, est, clock_hz)
     except BuildError:
         rep["status"] = "failed"
         write_json(report_path, rep)
@@ -412,71 +397,6 @@ def build_board(cfg, board, cycle=None, freq_mhz=None, baud=None, schedule=None,
     return rep
 
 
-def _read_reports(rep, bdir, spec, est, clock_hz):
-    stat = json.loads((bdir / "stat.json").read_text())
-    cells = cell_counts(stat)
-    synth = synth_resources(spec.family, cells)
-    pnr = json.loads((bdir / "report-pnr.json").read_text())
-    placed = pnr_resources(spec.family, pnr.get("utilization", {}))
-    res = {}
-    for k in ("lut", "ff", "bram", "dsp", "lutram", "io"):
-        row = {}
-        if k in placed:
-            row.update(placed[k])
-        if synth.get(k) is not None:
-            row["synth"] = synth[k]
-        if est and k in est:
-            row["estimate"] = est[k]
-        if row:
-            res[k] = row
-    rep["synth_cells"] = cells
-    rep["resources"] = res
-    rep["timing"] = timing_summary(pnr, clock_hz / 1e6)
-    if not (bdir / spec.bitstream).exists():
-        raise BuildError(f"the build left no {spec.bitstream} in {bdir}")
-    data = (bdir / spec.bitstream).read_bytes()
-    rep["bitstream"] = {"file": spec.bitstream, "bytes": len(data),
-                        "sha256": hashlib.sha256(data).hexdigest()}
-
-
-def _xilinx_counts(rep, bdir, tools, env, progress):
-    """The Vivado plan is written (not run); Yosys ``synth_xilinx -family
-    xc7`` gives the resource counts of the same Verilog."""
-    import zipfile
-    rep["vivado_plan"] = sorted(p.name for p in bdir.iterdir() if p.is_file())
-    with zipfile.ZipFile(bdir / "vivado-plan.zip", "w", zipfile.ZIP_DEFLATED) as z:
-        for name in rep["vivado_plan"]:
-            z.write(bdir / name, name)
-    script = ("read_verilog top.v\nsynth_xilinx -family xc7 -top top\n"
-              "tee -q -o stat-xc7.json stat -json\n")
-    (bdir / "synth_xc7.ys").write_text(script)
-    progress("Vivado build plan written (not run); Yosys synth_xilinx -family xc7 for the "
-             "resource counts")
-    t0 = time.monotonic()
-    with open(bdir / "yosys-xc7.log", "w") as f:
-        r = subprocess.run([tools["yosys"][0], "-q", "-s", "synth_xc7.ys"], cwd=bdir, env=env,
-                           stdout=f, stderr=subprocess.STDOUT)
-    if r.returncode != 0:
-        raise BuildError(f"yosys synth_xilinx failed (exit {r.returncode}); log: "
-                         f"{bdir / 'yosys-xc7.log'}")
-    rep["steps"].append({"step": "yosys synth_xilinx", "seconds": round(time.monotonic() - t0, 2)})
-    cells = cell_counts(json.loads((bdir / "stat-xc7.json").read_text()))
-    luts = sum(v for k, v in cells.items() if k.startswith("LUT"))
-    ffs = sum(v for k, v in cells.items() if k.startswith("FD"))
-    rep["synth_cells"] = cells
-    rep["resources"] = {
-        "lut": {"synth": luts, "available": 63400, "reference": 46168},
-        "ff": {"synth": ffs, "available": 126800, "reference": 14404},
-        "bram": {"synth": cells.get("RAMB36E1", 0) + 0.5 * cells.get("RAMB18E1", 0),
-                 "available": 135, "reference": 37.5},
-        "dsp": {"synth": cells.get("DSP48E1", 0), "available": 240, "reference": 224},
-        "lutram": {"synth": sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64",
-                                                                              "RAM128", "RAM256",
-                                                                              "SRL"))),
-                   "available": 19000},
-    }
-
-
 def _publish(rep, bdir, spec, out_dir):
     if out_dir is None:
         return
@@ -488,49 +408,6 @@ def _publish(rep, bdir, spec, out_dir):
     with publish(out_dir, "build", owned=set(files)) as tmp:
         for name in files:
             shutil.copyfile(bdir / name, tmp / name)
-
-
-def format_build(rep):
-    """A readable summary of a build report."""
-    b = rep["board"]
-    cfg = rep["config"]
-    lines = [f"{rep['config_name']} ({'-'.join(map(str, cfg['layers']))}, C={rep['cycle']}, "
-             f"z={cfg['z']}) on {b['name']} ({b['device']}), {rep['schedule']['name']} schedule",
-             f"clock {rep['clock_mhz']:g} MHz"
-             + (f" (PLL from {b['osc_mhz']:g} MHz)" if rep.get("pll") else "")
-             + f", UART {rep['baud']:,} baud (divisor {rep['divisor']}, "
-               f"{rep['baud_error_pct']:+.2f}%)", ""]
-    lines.append(f"{'resource':<9} {'used':>9} {'available':>10} {'util':>6} {'estimate':>9}"
-                 + ("  reference" if b["family"] == "xc7" else ""))
-    for k, r in (rep.get("resources") or {}).items():
-        used = r.get("used", r.get("synth"))
-        a = r.get("available")
-        util = f"{100 * used / a:.0f}%" if used is not None and a else "-"
-        est = r.get("estimate")
-        lines.append(f"{k:<9} {used if used is not None else '-':>9} {a if a else '-':>10} "
-                     f"{util:>6} {est if est is not None else '-':>9}"
-                     + (f"  {r['reference']:>9}" if "reference" in r else ""))
-    tm = rep.get("timing")
-    if tm and tm.get("fmax_mhz") is not None:
-        lines.append("")
-        lines.append(f"fmax {tm['fmax_mhz']:.1f} MHz for a {rep['clock_mhz']:g} MHz clock "
-                     f"({'met' if tm['met'] else 'NOT met'})")
-    lk = rep["link"]
-    lines.append(f"accelerator: {rep['clocks_per_sample']} clocks/sample = "
-                 f"{rep['accelerator_samples_per_s']:,.0f} samples/s at {rep['clock_mhz']:g} MHz")
-    if "typical_samples_per_s" in lk:
-        lines.append(f"link: {lk['typical_bytes_per_sample']:g} bytes per {rep['link_dataset']} "
-                     f"sample = {lk['typical_samples_per_s']:,.0f} samples/s at "
-                     f"{rep['baud']:,} baud (worst case {lk['worst_samples_per_s']:,.0f})")
-    else:
-        lines.append(f"link: at most {lk['worst_bytes_per_sample']} bytes per sample = at least "
-                     f"{lk['worst_samples_per_s']:,.0f} samples/s at {rep['baud']:,} baud")
-    if rep.get("bitstream"):
-        lines.append(f"bitstream: {rep['bitstream']['file']} ({rep['bitstream']['bytes']:,} "
-                     "bytes)")
-    if rep.get("vivado_plan"):
-        lines.append("Vivado build plan (not run): vivado-plan.zip")
-    return "\n".join(lines)
 
 
 # -- programming --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ status 2; anything else is a bug and is reported as one.
 This module imports nothing of the package: every layer may use it.
 """
 
-__all__ = ["SparseEdgeError", "ConfigError", "OutputError"]
+__all__ = ["SparseEdgeError", "ConfigError", "OutputError", "ProtocolError", "CodecError"]
 
 
 class SparseEdgeError(Exception):
@@ -23,3 +23,12 @@ class ConfigError(SparseEdgeError, ValueError):
 
 class OutputError(SparseEdgeError, OSError):
     """An output file or folder cannot be written (the message names it)."""
+
+
+class ProtocolError(SparseEdgeError):
+    """A malformed message from the other side of the host link (the message
+    says what; importable from :mod:`sparse_edge.gen.protocol` too)."""
+
+
+class CodecError(ProtocolError):
+    """Pixel data that cannot be encoded or decoded (the link's sample codec)."""

@@ -37,16 +37,13 @@ import os
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from amaranth.hdl import Shape
 
 from ..gen import output
 from ..gen.config import NO_UPDATE
@@ -58,22 +55,13 @@ from .check import CheckReport, Mismatch, Phase, check_against_golden, training_
 from .cxxrtl_model import (BASE_FLAGS, HARNESS, HARNESS_DIR, PORTS, RECIPE, TOP, CompiledSimError, _compiler,
                            _compiler_version, _opt_flags, _yosys_command, build_problems,
                            compile_model, mangle, runtime_include_dir)
+from .cxxrtl_files import STREAM_DTYPE, RunOutput, read_output, write_input
 from .cxxrtl_split import split_eval
 from .rtl import RtlResult
 
 __all__ = ["CompiledSimError", "CompiledSimulator", "CompiledResult", "Mismatch", "Phase",
            "RunOutput", "cache_root", "check_against_golden", "mangle", "read_output",
            "runtime_include_dir", "split_eval", "training_phases", "CheckReport", "HARNESS_DIR"]
-
-#: Clock edges from a read-out address to its ``ro_data`` (the Network's
-#: read-out port: "ro_data one clock later"); the harness reads pipelined.
-RO_LATENCY = 1
-IN_MAGIC, OUT_MAGIC, END_MAGIC = b"SEHIN001", b"SEHOUT01", b"SEHEND01"
-FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8s30I")
-_OUT_HEADER = struct.Struct("<8s4I2Q")
-STREAM_DTYPE = np.dtype([("image", "<u4"), ("k", "u1"), ("update", "u1"),
-                         ("readout", "u1"), ("pad", "u1")])
 
 
 def cache_root():
@@ -324,8 +312,8 @@ class CompiledSimulator:
         cfg = self.cfg
         inp, outp, log = run_dir / "input.bin", run_dir / "output.bin", run_dir / "sim.log"
         try:
-            self._write_input(inp, all_images, all_labels, stream, stall_every,
-                              out_stall_every)
+            write_input(inp, self.cfg, self.geometry, self.beat_layout, self.result_layout,
+                        all_images, all_labels, stream, stall_every, out_stall_every)
             for p in (outp, outp.with_name(outp.name + ".part")):
                 p.unlink(missing_ok=True)
         except OSError as e:
@@ -377,35 +365,6 @@ class CompiledSimulator:
         r = self.run_phases(x, labels, [Phase("run", np.arange(len(x)), ks)], **kw)
         return RtlResult(r.predictions[0], None, r.clocks[0], r.params[0], r.network_clocks)
 
-    def _write_input(self, path, images, labels, stream, stall_every, out_stall_every):
-        geo, cfg = self.geometry, self.cfg
-        bl = {name: (f.offset, f.width) for name, f in self.beat_layout}
-        rl = {name: (f.offset, f.width) for name, f in self.result_layout}
-        pix = self.beat_layout["pixels"].shape
-        if Shape.cast(pix.elem_shape).width != 8 or pix.length != cfg.z[0]:
-            raise ValueError("the harness expects z[0] 8-bit pixels per beat")
-        z1 = cfg.z[0]
-        if bl["pixels"][1] != 8 * z1:
-            raise ValueError("pixel field width does not match z[0] bytes")
-        if cfg.classes > 256:
-            raise ValueError("at most 256 classes")
-        cps = geo.clocks_per_sample
-        header = _HEADER.pack(
-            IN_MAGIC, FORMAT_VERSION, self.beat_layout.size, self.result_layout.size,
-            geo.beats_per_sample, z1, bl["pixels"][0], 8, *bl["label"], *bl["lr"], *bl["update"],
-            *rl["prediction"], *rl["clock"], cfg.fmt.width, len(images), images.shape[1],
-            len(stream), cfg.junctions, stall_every, out_stall_every,
-            max(1, min(2048, len(stream) // 200 or 1)), 2 * cps + 8,
-            1000 * cps + 1000, RO_LATENCY, 0, 0)
-        geo = np.array([[cfg.edges[j], cfg.z[j], cfg.layers[j + 1], geo.q[j + 1]]
-                        for j in range(cfg.junctions)], dtype="<u4")
-        with open(path, "wb") as f:
-            f.write(header)
-            f.write(geo.tobytes())
-            f.write(np.ascontiguousarray(images).tobytes())
-            f.write(labels.astype(np.uint8).tobytes())
-            f.write(stream.tobytes())
-
     @staticmethod
     def _execute(exe, inp, outp, log, progress):
         lines = []
@@ -454,50 +413,3 @@ class CompiledResult:
         consecutive prediction stamps within a phase."""
         d = [np.diff(c) for c in self.clocks if len(c) > 1]
         return float(np.median(np.concatenate(d))) if d else float("nan")
-
-
-@dataclass
-class RunOutput:
-    predictions: np.ndarray
-    clocks: np.ndarray
-    readout_clocks: np.ndarray
-    params: list                        # per read-out: flat int32 array
-    wall_clocks: int
-    network_clocks: int
-
-
-def read_output(path, n_readouts=None, per_readout=None):
-    """Parse and validate the harness's output file; a missing, truncated or
-    corrupted file raises :class:`CompiledSimError` (never a partial result)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise CompiledSimError(f"the compiled simulation left no output file ({e})") from None
-    bad = f"the compiled simulation's output {path} is corrupt or incomplete"
-    if len(data) < _OUT_HEADER.size + 12:
-        raise CompiledSimError(f"{bad} (only {len(data)} bytes)")
-    magic, version, n, nr, per, wall, netc = _OUT_HEADER.unpack_from(data, 0)
-    if magic != OUT_MAGIC or version != FORMAT_VERSION:
-        raise CompiledSimError(f"{bad} (bad header)")
-    size = _OUT_HEADER.size + 4 * n + 8 * n + 8 * nr + 4 * nr * per + 12
-    if len(data) != size:
-        raise CompiledSimError(f"{bad} ({len(data)} bytes, expected {size})")
-    if data[-8:] != END_MAGIC:
-        raise CompiledSimError(f"{bad} (no end marker)")
-    crc, = struct.unpack_from("<I", data, size - 12)
-    if zlib.crc32(data[:size - 12]) != crc:
-        raise CompiledSimError(f"{bad} (checksum mismatch)")
-    if n_readouts is not None and nr != n_readouts:
-        raise CompiledSimError(f"{bad} ({nr} parameter read-outs, expected {n_readouts})")
-    if per_readout is not None and per != per_readout:
-        raise CompiledSimError(f"{bad} ({per} parameters per read-out, expected {per_readout})")
-    o = _OUT_HEADER.size
-    preds = np.frombuffer(data, "<u4", n, o)
-    o += 4 * n
-    clocks = np.frombuffer(data, "<u8", n, o)
-    o += 8 * n
-    rclk = np.frombuffer(data, "<u8", nr, o)
-    o += 8 * nr
-    flat = np.frombuffer(data, "<i4", nr * per, o).reshape(nr, per)
-    return RunOutput(preds, clocks, rclk, [flat[i] for i in range(nr)], wall, netc)

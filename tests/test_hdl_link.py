@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
-"""The link engine (hdl/link.py) in Amaranth's simulator: each block against
-the protocol's Python definitions (gen/protocol.py), then the whole engine
-with a small network, driven frame by frame and by the host driver."""
+"""The link engine (hdl/link.py, with hdl/framing.py, link_buffers.py and
+link_reply.py) in Amaranth's simulator: each block against the protocol's
+Python definitions (gen/protocol.py), then the whole engine with a small
+network, driven frame by frame and by the host driver."""
 
 import random
 
@@ -13,8 +14,8 @@ from amaranth.sim import Simulator
 from sparse_edge.boards.host import Board
 from sparse_edge.gen import protocol as P
 from sparse_edge.gen.config import NO_UPDATE, initial_parameters
-from sparse_edge.hdl.link import (CounterBank, Deframer, Enframer, FrameReceiver, FrameSender,
-                                  PixelDecoder)
+from sparse_edge.hdl.framing import Deframer, Enframer, FrameReceiver, FrameSender
+from sparse_edge.hdl.link_buffers import CounterBank, PixelDecoder
 from sparse_edge.gen.geometry import hardware_schedule
 from sparse_edge.sim.golden import GoldenModel
 

@@ -6,7 +6,7 @@ given a layer:
 
 0. **description**: the network description and its plain numbers
    (``gen/errors, output, fixedpoint, tables, interleaver, schedule, config, names,
-   legality, geometry, datasets, protocol``);
+   legality, geometry, datasets, protocol, pixel_code``);
 1. **hdl**: the hardware (``hdl/*``);
 2. **flows**: what turns a description into results (``gen/flow, tools,
    targets, synth, estimate, explore, sweep``, ``sim/*``, ``boards/*``: every
@@ -29,7 +29,7 @@ PACKAGES = ("gen", "hdl", "sim", "boards")
 LAYER_NAMES = ("description", "hdl", "flows", "cli")
 DESCRIPTION = {"errors", "output", "fixedpoint", "tables", "interleaver", "schedule", "config",
                "names", "legality",
-               "geometry", "datasets", "protocol"}
+               "geometry", "datasets", "protocol", "pixel_code"}
 
 
 def layer_of(module):
