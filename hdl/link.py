@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 from ..gen import protocol as P
 from .framing import Deframer, Enframer, FrameReceiver, FrameSender
 from .link_buffers import (IB, CounterBank, InputBuffer, PixelDecoder, PredictionRing,
-                           addr_bits, pow2)
+                           addr_bits, check_ring_depth, check_slots, pow2)
 from .link_reply import (K_INFO, K_PARAMS, K_REPORT, K_STATUS, max_reply_length,
                          prediction_pointer, reply_fsm, reply_payload, reply_queue)
 
@@ -91,8 +91,8 @@ class LinkEngine(wiring.Component):
         cfg = net.cfg
         self.net_sig = net.signature
         self.cfg = cfg
-        self.slots = operator.index(slots)
-        self.pred_ring = operator.index(pred_ring)
+        self.slots = check_slots(slots)            # checked here, not first at elaboration
+        self.pred_ring = check_ring_depth(pred_ring)
         self.beats = net.beats_per_sample
         self.beat_layout = net.beat_layout
         self.result_layout = net.result_layout

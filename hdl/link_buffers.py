@@ -19,11 +19,31 @@ from amaranth.lib.wiring import In, Out
 
 from ..gen import protocol as P
 
-__all__ = ["IB", "pow2", "addr_bits", "PixelDecoder", "InputBuffer", "PredictionRing",
-           "CounterBank"]
+__all__ = ["IB", "pow2", "addr_bits", "check_slots", "check_ring_depth", "PixelDecoder",
+           "InputBuffer", "PredictionRing", "CounterBank"]
 
 #: Index fields (sample indices, prediction counts) are this wide on the wire.
 IB = (P.INDEX_MOD - 1).bit_length()
+
+
+def check_slots(slots):
+    """``slots`` of an :class:`InputBuffer`: a power of two (``ValueError``)."""
+    n = operator.index(slots)
+    if n < 1 or n & (n - 1):
+        raise ValueError(f"slots must be a power of two, not {slots}")
+    return n
+
+
+def check_ring_depth(depth):
+    """Depth of a :class:`PredictionRing`: a power of two, at least 2 and at
+    most a quarter of the index space (``ValueError``)."""
+    n = operator.index(depth)
+    if n < 2 or n & (n - 1):
+        raise ValueError(f"the prediction ring depth must be a power of two >= 2, not {depth}")
+    if n > P.INDEX_MOD // 4:
+        raise ValueError(f"the prediction ring holds at most {P.INDEX_MOD // 4} entries "
+                         "(indices are sent modulo INDEX_MOD)")
+    return n
 
 
 def pow2(n):
@@ -199,10 +219,8 @@ class InputBuffer(wiring.Component):
     """
 
     def __init__(self, slots, beats, beat_layout, inputs):
-        self.slots = operator.index(slots)
+        self.slots = check_slots(slots)
         self.inputs = operator.index(inputs)
-        if self.slots < 1 or self.slots & (self.slots - 1):
-            raise ValueError(f"slots must be a power of two, not {slots}")
         self.beats = operator.index(beats)
         self.stride = pow2(self.beats)
         self.beat_layout = beat_layout
@@ -330,12 +348,7 @@ class PredictionRing(wiring.Component):
     """
 
     def __init__(self, depth, result_layout):
-        self.depth = operator.index(depth)
-        if self.depth < 2 or self.depth & (self.depth - 1):
-            raise ValueError(f"the prediction ring depth must be a power of two >= 2, not {depth}")
-        if self.depth > P.INDEX_MOD // 4:
-            raise ValueError(f"the prediction ring holds at most {P.INDEX_MOD // 4} entries "
-                             "(indices are sent modulo INDEX_MOD)")
+        self.depth = check_ring_depth(depth)
         super().__init__({
             "i": In(stream.Signature(result_layout)),
             "produced": Out(IB), "tail": Out(IB),
