@@ -58,7 +58,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     if args.cycle:
-        cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}-c{args.cycle}")
+        cfg = cfg.with_(cycle=args.cycle, name=f"{cfg.name}_c{args.cycle}")
     ds = load_dataset("mnist")
     x = ds.x_train.reshape(len(ds.x_train), -1)
     sample, report = frame_sizes(cfg, x[:2000])
