@@ -11,11 +11,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..boards.build import (BoardDoesNotFit, ToolNotFound, build_board, format_build,
-                            program_command, tool_env)
+from ..boards.errors import BoardDoesNotFit, ToolNotFound
 from ..boards.host import Board
 from ..boards.registry import BOARDS, UnknownBoard, get_board
-from ..sim.board import SimulatedBoard
 from ..sim.golden import GoldenModel
 from .cli_common import UserError, check_sample_counts, sample_split, training_config
 from .config import NO_UPDATE, ConfigError, initial_parameters, load_config
@@ -46,6 +44,7 @@ def cmd_run(args):
     sim = None
     try:
         if args.port == "sim":
+            from ..sim.board import SimulatedBoard  # deferred: Amaranth (check/train need none)
             kind = cfg.schedule if cfg.schedule in ("fast", "reference") else "fast"
             sim = SimulatedBoard(cfg, kind, log=log)
             url = sim.start()
@@ -212,6 +211,7 @@ def _check_run(cfg, schedule, phases, preds, params, init):
 
 def cmd_build(args):
     """Bitstream and report for a board (Vivado plan for the Arty)."""
+    from ..boards.build import build_board, format_build  # deferred: Amaranth
     try:
         cfg = load_config(args.config)
     except ConfigError as e:
@@ -240,6 +240,7 @@ def cmd_build(args):
 
 def cmd_program(args):
     """Program a board with openFPGALoader (``--dry-run``: print the command)."""
+    from ..boards.build import program_command, tool_env  # deferred: Amaranth
     try:
         spec = get_board(args.board)
     except UnknownBoard as e:
