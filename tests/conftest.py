@@ -27,3 +27,21 @@ def mnist():
         pytest.skip(f"MNIST file {MNIST} not present")
     with np.load(MNIST) as f:
         return {k: f[k] for k in f.files}
+
+
+#: Tolerances of the synthesis baselines (tests/test_synth.py,
+#: tests/test_synth_families.py): placement varies between tool versions.
+GROW, SHRINK, SLOW = 1.15, 0.6, 0.85
+
+
+def assert_within_baseline(rep, base):
+    """Each resource of a synthesis report within GROW/SHRINK of ``base``,
+    its fmax at least SLOW of the baseline's."""
+    for k, b in base.items():
+        if k == "fmax_mhz":
+            got = rep["timing"]["fmax_mhz"]
+            assert got >= SLOW * b, f"fmax regressed: {got:.1f} MHz < {SLOW:.0%} of {b} MHz"
+            continue
+        got = rep["resources"][k]["used"]
+        assert got <= GROW * b, f"{k} grew: {got} > {GROW:.0%} of the baseline {b}"
+        assert got >= SHRINK * b, f"{k} shrank suspiciously: {got} < {SHRINK:.0%} of {b}"

@@ -23,7 +23,7 @@ from sparse_edge.gen.estimate import estimate
 from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthError, SynthOptions,
                                    ToolMissing, check_tools, synthesize)
 
-from .conftest import make_config
+from .conftest import assert_within_baseline, make_config
 
 pytestmark = pytest.mark.tools
 
@@ -43,7 +43,6 @@ BASELINES = {
     "ice40-up5k": {"lut": 3270, "ff": 2084, "bram": 20, "dsp": 8, "fmax_mhz": 32.6},
     "ecp5-25f": {"lut": 2228, "ff": 1963, "bram": 3, "dsp": 8, "lutram": 82, "fmax_mhz": 101.8},
 }
-GROW, SHRINK, SLOW = 1.15, 0.6, 0.85
 
 
 def small(cycle=16):
@@ -135,16 +134,7 @@ def test_ecp5_clock_enable_rides_a_global(reports):
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
 def test_resources_and_fmax_within_baseline(reports, target):
-    rep = _report(reports, target)
-    base = BASELINES[target]
-    for k, b in base.items():
-        if k == "fmax_mhz":
-            got = rep["timing"]["fmax_mhz"]
-            assert got >= SLOW * b, f"fmax regressed: {got:.1f} MHz < {SLOW:.0%} of {b} MHz"
-            continue
-        got = rep["resources"][k]["used"]
-        assert got <= GROW * b, f"{k} grew: {got} > {GROW:.0%} of the baseline {b}"
-        assert got >= SHRINK * b, f"{k} shrank suspiciously: {got} < {SHRINK:.0%} of {b}"
+    assert_within_baseline(_report(reports, target), BASELINES[target])
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])

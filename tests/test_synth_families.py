@@ -28,7 +28,7 @@ from sparse_edge.gen.synth import (TARGETS, Progress, SynthOptions, ToolMissing,
                                    synthesize)
 from sparse_edge.gen.targets import get_target
 
-from .conftest import make_config
+from .conftest import assert_within_baseline, make_config
 
 pytestmark = pytest.mark.tools
 
@@ -58,7 +58,6 @@ BASELINES = {
                  "fmax_mhz": 164.8},
     "xc7a100t": {"lut": 1294, "ff": 1707, "dsp": 8, "lutram": 144},
 }
-GROW, SHRINK, SLOW = 1.15, 0.6, 0.85
 
 
 def small(cycle=16):
@@ -95,17 +94,6 @@ def xc7(build_root):
     return _build("xc7a100t", build_root, pnr=False)
 
 
-def _within_baseline(rep, target):
-    for k, b in BASELINES[target].items():
-        if k == "fmax_mhz":
-            got = rep["timing"]["fmax_mhz"]
-            assert got >= SLOW * b, f"fmax regressed: {got:.1f} MHz < {SLOW:.0%} of {b} MHz"
-            continue
-        got = rep["resources"][k]["used"]
-        assert got <= GROW * b, f"{k} grew: {got} > {GROW:.0%} of the baseline {b}"
-        assert got >= SHRINK * b, f"{k} shrank suspiciously: {got} < {SHRINK:.0%} of {b}"
-
-
 def test_gw5a_small_network_places_and_routes(gw5a):
     rep = gw5a
     assert rep["status"] == "ok" and rep["target"]["name"] == "gw5a-138"
@@ -130,7 +118,7 @@ def test_gw5a_small_network_places_and_routes(gw5a):
     assert (bdir / "pnr.json").exists() and "bitstream" not in rep
     stored = json.loads((bdir / "report.json").read_text())
     assert stored["resources"] == rep["resources"]
-    _within_baseline(rep, "gw5a-138")
+    assert_within_baseline(rep, BASELINES["gw5a-138"])
 
 
 def test_gw5a_rebuild_is_cached(gw5a, build_root):
@@ -149,7 +137,7 @@ def test_xc7_small_network_counts(xc7):
     # LUT RAM counted in LUTs (RAM32M / RAM64M: four each) and inside "lut"
     assert res["lutram"]["used"] == 4 * (cells.get("RAM32M", 0) + cells.get("RAM64M", 0))
     assert res["lut"]["used"] >= res["lutram"]["used"]
-    _within_baseline(rep, "xc7a100t")
+    assert_within_baseline(rep, BASELINES["xc7a100t"])
     assert "fmax: not available" in synth.format_report(rep)
 
 
