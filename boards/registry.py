@@ -11,11 +11,11 @@ UART: a clock that is a multiple of the baud rate keeps the bit time exact.
 """
 
 import dataclasses
-import difflib
 import importlib
 from dataclasses import dataclass, field
 
 from ..gen.errors import SparseEdgeError
+from ..gen.names import did_you_mean
 
 __all__ = ["BoardSpec", "BOARDS", "UnknownBoard", "get_board"]
 
@@ -133,7 +133,6 @@ def get_board(name):
         return name
     b = BOARDS.get(str(name).lower())
     if b is None:
-        close = difflib.get_close_matches(str(name).lower(), list(BOARDS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, BOARDS)
         raise UnknownBoard(f"unknown board {name!r}{hint}; known boards: {', '.join(BOARDS)}")
     return b

@@ -2,11 +2,12 @@
 identifiers, because they become module names and parts of file names (no
 path built from a name can leave its folder).  Description layer."""
 
+import difflib
 import re
 
 from .errors import ConfigError
 
-__all__ = ["MAX_NAME", "check_identifier", "suggest_identifier", "short_repr"]
+__all__ = ["MAX_NAME", "check_identifier", "suggest_identifier", "short_repr", "did_you_mean"]
 
 
 def short_repr(value, limit=60):
@@ -55,3 +56,10 @@ def suggest_identifier(name):
     """``name`` made an identifier (for a default, or a hint in a message)."""
     s = re.sub(r"[^A-Za-z0-9_]+", "_", str(name)).strip("_")[:MAX_NAME] or "network"
     return s if not s[0].isdigit() else f"n{s}"[:MAX_NAME]
+
+
+def did_you_mean(name, known):
+    """`` (did you mean 'x'?)`` for the closest of ``known`` to ``name``
+    (case-insensitive), or ``""``: the hint of an unknown-name error."""
+    close = difflib.get_close_matches(str(name).lower(), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

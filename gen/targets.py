@@ -6,9 +6,9 @@ synthesis run (``gen/synth.py``), the analytic estimate (``gen/estimate.py``)
 and the design-space exploration read them from here.
 """
 
-import difflib
 from dataclasses import dataclass
 
+from .names import did_you_mean
 from .tools import SynthError
 
 __all__ = ["Target", "TARGETS", "register", "get_target", "RESOURCE_NAMES", "fit_problems",
@@ -139,8 +139,7 @@ def get_target(name):
         return name
     t = TARGETS.get(str(name).lower())
     if t is None:
-        close = difflib.get_close_matches(str(name).lower(), list(TARGETS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(name, TARGETS)
         raise SynthError(f"unknown target {name!r}{hint}; choose one of "
                          f"{', '.join(TARGETS)}")
     return t
