@@ -41,6 +41,7 @@ from ..gen.estimate import estimate
 from ..gen.estimate_model import FAMILIES, Cost, map_memory
 from ..gen.geometry import hardware_schedule
 from ..gen.output import check_dir, publish, write_json, write_text
+from ..gen.synth_scripts import KEEP_COPIES
 from ..gen.targets import get_target
 from ..gen.tools import (TOOLS, SynthError, ToolMissing, package_versions, source_digest,
                          tool_command, tool_version)
@@ -231,14 +232,18 @@ def _typical_images(cfg):
 def _overrides(spec, family):
     """Toolchain overrides: machine-readable reports beside the logs."""
     stat = "tee -q -o stat.json stat -json"
+    # the weight banks' register copies stay copies (gen/synth_scripts.KEEP_COPIES)
+    keep = KEEP_COPIES
     if family == "ecp5":
-        return {"script_after_synth": stat, "ecppack_opts": "--compress",
+        return {"script_after_read": keep, "script_after_synth": stat,
+                "ecppack_opts": "--compress",
                 "nextpnr_opts": "--report report-pnr.json --timing-allow-fail --router router2 "
                                 "--seed 1"}
     if family == "ice40":
         # -dff: ABC merges and retimes flip-flops (the demo's system top: 5,521
         # -> 5,259 logic cells, the difference between fitting the UP5K or not)
-        return {"script_after_synth": stat, "synth_opts": "-dsp -dff",
+        return {"script_after_read": keep, "script_after_synth": stat,
+                "synth_opts": "-dsp -dff",
                 "nextpnr_opts": "--report report-pnr.json --timing-allow-fail --seed 1"}
     return {}
 

@@ -148,6 +148,9 @@ def build_parser():
     p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     p.add_argument("--freq", type=float, help="nextpnr clock target in MHz (default per target)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--placer", choices=("heap", "sa", "static"),
+                   help="nextpnr placer (default: nextpnr's own, heap); static is not "
+                        "available for gw5a-138")
     p.add_argument("--max-dsp", type=int, metavar="N",
                    help="DSP budget: multipliers beyond N are built from LUTs, cheapest first")
     p.add_argument("--build-dir", default="build/synth",

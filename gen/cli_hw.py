@@ -79,7 +79,8 @@ def cmd_synth(args):
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
                         max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
                         pnr=not args.no_pnr, pack=not args.no_pack,
-                        global_enable=not args.no_global_enable)
+                        global_enable=not args.no_global_enable,
+                        nextpnr_args=("--placer", args.placer) if args.placer else ())
     check_outputs(out_dir=args.out, json_file=args.json)
     prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
     try:

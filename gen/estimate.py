@@ -136,8 +136,9 @@ def junction_memory_cost(cfg, geo, j, fam):
     c += map_memory(fam, w, geo.NR[j], 1, False, 1, f"j{j} biases").scaled(q)
     # charged per bank for the first version of the shared read port, which
     # held the read data (register + select); it now holds only the address
-    # (one register and select per junction), so this over-charges by about
-    # (z + q) * w - kept until the model is refitted (docs/synthesis.md)
+    # (one register per junction, an address select and two stall-register
+    # copies per group of 8 banks), so this over-charges by about (z + q) * w
+    # - kept until the model is refitted (docs/synthesis.md)
     c.ff += (z + q) * w
     c.lut += (z + q) * w
     tb = cfg.table_bits

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .estimate_model import soft_multiplier_luts
 
-__all__ = ["SOFTMUL_V", "GOWIN_MUL_V", "_PREPARED", "_SOFTMUL_FAMILIES", "_prepare_script", "_yosys_script", "_mul_cells",
+__all__ = ["KEEP_COPIES", "SOFTMUL_V", "GOWIN_MUL_V", "_PREPARED", "_SOFTMUL_FAMILIES", "_prepare_script", "_yosys_script", "_mul_cells",
            "_soft_selection", "_nextpnr_argv", "_pack_argv"]
 
 
@@ -27,11 +27,26 @@ _SYNTH_CMD = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp",
               "gw5a": "synth_gowin -family gw5a", "xc7": "synth_xilinx -family xc7 -flatten"}
 
 
+#: Yosys command: the cells that drive a signal marked ``keep`` are marked too
+#: (see :func:`_read_script`); the board builds run it after reading the design.
+KEEP_COPIES = "setattr -set keep 1 a:keep w:* %i %ci1 c:* %i"
+
+
+def _read_script(top):
+    """Yosys commands that read the design: ``top.v`` elaborated to cells,
+    the cells that drive a signal marked ``keep`` marked too.  The hardware
+    marks deliberate copies of a register so (the weight banks' stall-state
+    copies, ``hdl/banks.py``); Yosys keeps the attribute on the wire only,
+    and ``opt_merge`` would fold the copies back into one flip-flop."""
+    return (f"read_verilog top.v\nhierarchy -top {top}\nproc\n"
+            f"{KEEP_COPIES}\n")
+
+
 def _prepare_script(top):
     """Yosys script of the DSP-budget pre-pass: the design flattened and its
     multipliers narrowed to their real operand widths (``wreduce``), the
     ``$mul`` cells listed for :func:`_soft_selection`."""
-    return (f"read_verilog top.v\nhierarchy -top {top}\nproc\nflatten\nopt_expr\nopt_merge\n"
+    return (_read_script(top) + "flatten\nopt_expr\nopt_merge\n"
             f"opt_clean\nwreduce\nopt_clean\ntee -q -o muls.il dump t:$mul\n"
             f"write_rtlil pre.il\n")
 
@@ -56,7 +71,7 @@ def _yosys_script(target, opts, soft_muls=0, selection="@SELECTION@"):
         tail = (f"# gowin_mul.v {_digest(GOWIN_MUL_V)}\ntechmap -map gowin_mul.v t:$mul\n"
                 + tail)
     if not soft_muls:
-        head = "read_rtlil pre.il\n" if target.family in _PREPARED else "read_verilog top.v\n"
+        head = "read_rtlil pre.il\n" if target.family in _PREPARED else _read_script(opts.top)
         return head + tail
     if target.family in _SOFTMUL_FAMILIES:
         soft = f"# softmul.v {_digest(SOFTMUL_V)}\ntechmap -map softmul.v @soft_muls\n"

@@ -16,7 +16,10 @@ from ..gen.geometry import bits
 from .arith import check_int
 from .pipeline import reg
 
-__all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort"]
+__all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort", "READ_GROUP"]
+
+#: Weight (bias) banks per read-address select and stall-register copy.
+READ_GROUP = 8
 
 
 class LayerBanks(wiring.Component):
@@ -97,8 +100,9 @@ class AccessSignature(wiring.Signature):
     -------
     ce : Out(1)
         The network's clock enable.
-    ro_mode, resumed : Out(1)
-        Stall state (see :class:`WeightBanks`).
+    ro_mode_next, resumed_next : Out(1)
+        Stall state of the next clock (see :class:`WeightBanks`, which
+        registers its own copies).
     ro_junction, ro_bias, ro_row, ro_lane : Out
         Read-out / load address: weight ``row*z + lane`` (or bias bank
         ``lane``, row ``row``) of junction ``ro_junction + 1``.
@@ -111,7 +115,7 @@ class AccessSignature(wiring.Signature):
 
     def __init__(self, width, ro_rows, ro_lanes, ro_junctions):
         super().__init__({
-            "ce": Out(1), "ro_mode": Out(1), "resumed": Out(1),
+            "ce": Out(1), "ro_mode_next": Out(1, init=1), "resumed_next": Out(1),
             "ro_junction": Out(range(ro_junctions)), "ro_bias": Out(1),
             "ro_row": Out(range(ro_rows)), "ro_lane": Out(range(ro_lanes)),
             "ld_en": Out(1), "ld_row": Out(range(ro_rows)), "ld_data": Out(signed(width)),
@@ -134,7 +138,13 @@ class WeightBanks(wiring.Component):
     second (``resumed`` still low) each read port re-reads the address of the
     read the stall interrupted (``*_held``: the datapath's address one enabled
     clock earlier).  Both address selects are registers and there is no
-    select on the read data.
+    select on the read data: every group of :data:`READ_GROUP` banks has its
+    own address select and its own copies of the two stall registers
+    (``running_g*`` = not ``ro_mode``, ``resumed_g*``, registered here from the
+    access port's ``*_next``), so no register or select drives the read address of every
+    bank (on board@128 that fanout was the ECP5 critical path).  The copies
+    carry the ``keep`` attribute; the synthesis flow (``gen/synth_scripts``)
+    puts it on their flip-flops so that Yosys does not merge them again.
 
     Parameters
     ----------
@@ -153,9 +163,9 @@ class WeightBanks(wiring.Component):
     Members
     -------
     access : In(AccessSignature(width, ro_rows, ro_lanes, ro_junctions))
-        Clock enable (datapath writes happen only when high), stall state,
-        read-out and load address; the load writes one clock after ``ld_en``
-        (the enable is decoded into a register per bank).
+        Clock enable (datapath writes happen only when high), next clock's
+        stall state, read-out and load address; the load writes one clock
+        after ``ld_en`` (the enable is decoded into a register per bank).
     w_addr : In(range(C))
         Weight row read by the datapath; ``w_data`` one clock later.
     w_data : Out(signed(w)).array(z)
@@ -207,9 +217,17 @@ class WeightBanks(wiring.Component):
         write ports with the load; returns the read ports."""
         acc = self.access
         held = reg(m, addr, f"{kind}_held")            # enabled clocks only
-        read_addr = Mux(acc.ro_mode, acc.ro_row, Mux(acc.resumed, addr, held))
         ports = []
         for i, words in enumerate(init):
+            if i % READ_GROUP == 0:
+                g = i // READ_GROUP
+                # ``running`` is ~ro_mode: a copy that resets to 0 (the iCE40
+                # has no flip-flop that initialises to 1)
+                running = Signal(name=f"{kind}_running_g{g}", attrs={"keep": 1})
+                resumed = Signal(name=f"{kind}_resumed_g{g}", attrs={"keep": 1})
+                m.d.ro += [running.eq(~acc.ro_mode_next), resumed.eq(acc.resumed_next)]
+                read_addr = Signal.like(addr, name=f"{kind}_raddr_g{g}")
+                m.d.comb += read_addr.eq(Mux(running, Mux(resumed, addr, held), acc.ro_row))
             mem = Memory(shape=signed(self.width), depth=depth, init=words)
             m.submodules[f"{kind}{i}"] = mem
             wp = mem.write_port(domain="ro")
@@ -242,7 +260,7 @@ class ReadoutPort(wiring.Component):
 
     Members
     -------
-    ce, ro_mode, resumed, ro_junction, ro_bias, ro_row, ro_lane, ld_en, ld_data : In
+    ce, ro_mode_next, resumed_next, ro_junction, ro_bias, ro_row, ro_lane, ld_en, ld_data : In
         From the network's ports and stall control.
     access : Out(AccessSignature(width, ro_rows, ro_lanes, ro_junctions))
         To every junction.
@@ -255,7 +273,7 @@ class ReadoutPort(wiring.Component):
     def __init__(self, junctions, width, ro_rows, ro_lanes, ro_junctions):
         self.junctions = junctions
         super().__init__({
-            "ce": In(1), "ro_mode": In(1), "resumed": In(1),
+            "ce": In(1), "ro_mode_next": In(1, init=1), "resumed_next": In(1),
             "ro_junction": In(range(ro_junctions)), "ro_bias": In(1),
             "ro_row": In(range(ro_rows)), "ro_lane": In(range(ro_lanes)),
             "ld_en": In(1), "ld_data": In(signed(width)),
@@ -267,8 +285,8 @@ class ReadoutPort(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         acc = self.access
-        for name in ("ce", "ro_mode", "resumed", "ro_junction", "ro_bias", "ro_row", "ro_lane",
-                     "ld_en"):
+        for name in ("ce", "ro_mode_next", "resumed_next", "ro_junction", "ro_bias", "ro_row",
+                     "ro_lane", "ld_en"):
             m.d.comb += getattr(acc, name).eq(getattr(self, name))
         # the load writes one clock after its address, from registered row and data
         m.d.ro += [acc.ld_row.eq(self.ro_row), acc.ld_data.eq(self.ld_data)]

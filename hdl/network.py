@@ -90,7 +90,7 @@ class Core(wiring.Component):
         A prediction is ready (one clock).
     clocks : Out(CLOCK_BITS)
         Enabled clocks so far.
-    ce, ro_mode, resumed : In(1)
+    ce, ro_mode_next, resumed_next : In(1)
         Clock enable and stall state from the :class:`~.sequencer.StallControl`.
     ro_junction, ro_bias, ro_row, ro_lane, ld_en, ld_data : In; ro_data : Out
         The read-out and load port (:class:`~.banks.ReadoutPort`).
@@ -107,7 +107,7 @@ class Core(wiring.Component):
             "lr": In(LR_BITS), "update": In(1),
             "need_input": Out(1), "pred_valid": Out(1), "pred": Out(cls),
             "clocks": Out(CLOCK_BITS),
-            "ce": In(1), "ro_mode": In(1), "resumed": In(1),
+            "ce": In(1), "ro_mode_next": In(1, init=1), "resumed_next": In(1),
             "ro_junction": In(range(geo.ro_junctions)), "ro_bias": In(1),
             "ro_row": In(range(geo.ro_rows)), "ro_lane": In(range(geo.ro_lanes)),
             "ld_en": In(1), "ld_data": In(w), "ro_data": Out(w),
@@ -167,8 +167,8 @@ class Core(wiring.Component):
             self.pred_valid.eq(out.pred_valid), self.pred.eq(out.pred),
             self.ro_data.eq(ro.data),
         ]
-        for name in ("ce", "ro_mode", "resumed", "ro_junction", "ro_bias", "ro_row", "ro_lane",
-                     "ld_en", "ld_data"):
+        for name in ("ce", "ro_mode_next", "resumed_next", "ro_junction", "ro_bias", "ro_row",
+                     "ro_lane", "ld_en", "ld_data"):
             m.d.comb += getattr(ro, name).eq(getattr(self, name))
         if self.with_outputs:
             m.d.comb += self.outputs.eq(out.act)
@@ -313,7 +313,8 @@ class Network(wiring.Component):
             self.o.valid.eq(st.o_valid), self.o.payload.eq(st.result),
             st.pred_valid.eq(core.pred_valid), st.pred.eq(core.pred),
             st.clocks.eq(core.clocks), self.clocks.eq(core.clocks),
-            core.ce.eq(ce), core.ro_mode.eq(st.ro_mode), core.resumed.eq(st.resumed),
+            core.ce.eq(ce), core.ro_mode_next.eq(st.ro_mode_next),
+            core.resumed_next.eq(st.resumed_next),
             core.pixels.eq(self.i.payload.pixels), core.label.eq(self.i.payload.label),
             core.lr.eq(self.i.payload.lr), core.update.eq(self.i.payload.update),
             core.ro_junction.eq(self.ro_junction), core.ro_bias.eq(self.ro_bias),

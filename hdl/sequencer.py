@@ -379,7 +379,12 @@ class StallControl(wiring.Component):
     pred_valid : In(1); pred, clocks, outputs : In
         The core's prediction (taken when ``ce`` and ``pred_valid``).
     ce : Out(1); ro_mode : Out(1); resumed : Out(1)
-        To the core.
+        The clock enable and the stall state (``ro_mode``: stalled since
+        the last clock; ``resumed``: not in the first clock after a stall).
+    ro_mode_next, resumed_next : Out(1)
+        ``ro_mode`` and ``resumed`` of the next clock: the core's weight banks
+        register their own copies of them (no one register drives every read
+        address).
     """
 
     def __init__(self, result_layout):
@@ -390,7 +395,8 @@ class StallControl(wiring.Component):
                    "o_ready": In(1), "o_valid": Out(1), "result": Out(result_layout),
                    "pred_valid": In(1), "pred": In(fields["prediction"]),
                    "clocks": In(fields["clock"]),
-                   "ce": Out(1), "ro_mode": Out(1, init=1), "resumed": Out(1)}
+                   "ce": Out(1), "ro_mode": Out(1, init=1), "resumed": Out(1),
+                   "ro_mode_next": Out(1, init=1), "resumed_next": Out(1)}
         if self.with_outputs:
             members["outputs"] = In(fields["outputs"])
         super().__init__(members)
@@ -408,6 +414,7 @@ class StallControl(wiring.Component):
             self.ce.eq(want & ran1 & ran2),
             self.i_ready.eq(self.need_input & space & ran1 & ran2),
             self.resumed.eq(ran2),
+            self.ro_mode_next.eq(~want), self.resumed_next.eq(ran1),
             self.o_valid.eq(pending),
         ]
         with m.If(self.o_valid & self.o_ready):

@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import ClockDomain, ClockSignal, EnableInserter, Module, ResetSignal, signed
 from amaranth.sim import Simulator
 
-from sparse_edge.hdl.banks import LayerBanks, ReadoutPort, WeightBanks
+from sparse_edge.hdl.banks import READ_GROUP, LayerBanks, ReadoutPort, WeightBanks
 
 
 def simulate(dut, tb, ro=False):
@@ -82,14 +82,17 @@ class Weights:
         self.j = j
 
 
-def test_weight_banks_datapath_and_clock_enable():
-    wb = Weights()
+@pytest.mark.parametrize("z", [3, READ_GROUP + 1])
+def test_weight_banks_datapath_and_clock_enable(z):
+    wb = Weights(z=z)
     dut, w = wb.dut, wb.w.copy()
     C, z = w.shape
     rng = np.random.default_rng(2)
 
     async def tb(ctx):
-        ctx.set(dut.access.resumed, 1)
+        ctx.set(dut.access.resumed_next, 1)
+        ctx.set(dut.access.ro_mode_next, 0)
+        await ctx.tick()                         # the banks' copies of the stall state
         for t in range(40):
             r, wr, ce = int(rng.integers(C)), int(rng.integers(C)), int(rng.integers(2))
             new = rng.integers(-500, 500, z)
@@ -108,12 +111,13 @@ def test_weight_banks_datapath_and_clock_enable():
     simulate(dut, tb, ro=True)
 
 
-def test_weight_banks_read_out_load_and_resume():
+@pytest.mark.parametrize("z", [3, 2 * READ_GROUP + 1])
+def test_weight_banks_read_out_load_and_resume(z):
     """While stalled (``ro_mode``) the read ports serve the read-out; a load
     lands one clock after ``ld_en`` and only in the addressed junction, kind
     and lane; after the stall (``resumed`` low) the port re-reads the
     datapath's last enabled address."""
-    wb = Weights()
+    wb = Weights(z=z)        # one bank group, or three (the last of one bank)
     dut = wb.dut
     w, b = wb.w.copy(), wb.b.copy()
     C, z = w.shape
@@ -121,13 +125,15 @@ def test_weight_banks_read_out_load_and_resume():
 
     async def tb(ctx):
         acc = dut.access
-        ctx.set(acc.resumed, 1)
+        ctx.set(acc.resumed_next, 1)
+        ctx.set(acc.ro_mode_next, 0)
         ctx.set(acc.ce, 1)
         ctx.set(dut.w_addr, 2)                   # the datapath's address before the stall
         await ctx.tick()
         ctx.set(acc.ce, 0)
         ctx.set(dut.w_addr, 3)                   # changes while stalled: not enabled
-        ctx.set(acc.ro_mode, 1)
+        ctx.set(acc.ro_mode_next, 1)             # every bank group's copy: next clock
+        await ctx.tick()
         for bias, store, lanes, rows in ((0, w, z, C), (1, b, q, NR)):
             ctx.set(acc.ro_bias, bias)
             for row in range(rows):
@@ -153,8 +159,9 @@ def test_weight_banks_read_out_load_and_resume():
             await ctx.tick()
             assert (ctx.get(dut.ro_w) == 77) == lands
         # resume: ro_mode off, ``resumed`` low: the held address (2) is read
-        ctx.set(acc.ro_mode, 0)
-        ctx.set(acc.resumed, 0)
+        ctx.set(acc.ro_mode_next, 0)
+        ctx.set(acc.resumed_next, 0)
+        await ctx.tick()
         await ctx.tick()
         assert [ctx.get(dut.w_data[k]) for k in range(z)] == list(w[2])
 

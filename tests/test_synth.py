@@ -132,6 +132,28 @@ def test_ecp5_clock_enable_rides_a_global(reports):
     assert len(routed) == 2 and any("clk" in n for n in routed), routed
 
 
+def _ff_drivers(top_json, pattern):
+    """Flip-flop cells (any type whose name ends in FF / DFF*, e.g.
+    TRELLIS_FF, SB_DFFE) of a netlist that drive a net named like
+    ``pattern``."""
+    mod = next(m for m in json.loads(Path(top_json).read_text())["modules"].values()
+               if m.get("attributes", {}).get("top"))
+    bits = {v["bits"][0] for n, v in mod["netnames"].items() if re.search(pattern, n)}
+    return {name for name, c in mod["cells"].items()
+            if re.search(r"(^|_)D?FF", c["type"]) and c["connections"].get("Q", [None])[0] in bits}
+
+
+@pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
+def test_stall_register_copies_survive_synthesis(reports, target):
+    """Every weight/bias bank group keeps its own copy of the stall registers
+    (hdl/banks.py): the flow marks them keep, else Yosys merges the four of
+    the small network (two junctions x weights, biases) into one flip-flop."""
+    rep = _report(reports, target)
+    top_json = Path(rep["build_dir"]) / "top.json"
+    for reg in ("running", "resumed"):
+        assert len(_ff_drivers(top_json, rf"[wb]_{reg}_g\d+$")) == 4, reg
+
+
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
 def test_resources_and_fmax_within_baseline(reports, target):
     assert_within_baseline(_report(reports, target), BASELINES[target])
@@ -170,6 +192,25 @@ def test_synth_cli_prints_the_table(reports, build_root, capsys, tmp_path):
                  "samples/s", "MNIST epoch"):
         assert word in out, word
     assert json.loads((tmp_path / "o" / "report.json").read_text())["status"] == "ok"
+
+
+def test_synth_cli_passes_the_placer_to_nextpnr(monkeypatch, tmp_path, capsys):
+    """``--placer`` reaches nextpnr's command line (and so the placement key)."""
+    import sparse_edge.gen.synth as synth_mod
+    seen = {}
+
+    def fake(cfg, target, opts, **kw):
+        seen["argv"] = synth_mod._nextpnr_argv("nextpnr", target, opts, 50.0)
+        raise synth_mod.SynthError("stop here")
+    monkeypatch.setattr(synth_mod, "synthesize", fake)
+    cfgfile = tmp_path / "small.toml"
+    cfgfile.write_text(small().to_toml())
+    assert main(["synth", str(cfgfile), "--target", "ecp5-25f", "--placer", "sa", "-q"]) == 2
+    assert "stop here" in capsys.readouterr().err
+    i = seen["argv"].index("--placer")
+    assert seen["argv"][i + 1] == "sa"
+    assert main(["synth", str(cfgfile), "--target", "ecp5-25f", "-q"]) == 2
+    assert "--placer" not in seen["argv"]
 
 
 # -- failures a user can cause ---------------------------------------------------------
