@@ -78,8 +78,12 @@ class EdgeLane(wiring.Component):
         m = Module()
         fmt = self.fmt
         # UP: dw = mul(db, a_up): operands registered at S_WMUL, exact product
-        # at S_DW, rounded at S_W
-        dw = round_mul(m, reg(m, self.db, "db_lane"),
+        # at S_DW, rounded at S_W.  ``db`` (and BP's ``d``) come from the right
+        # neuron, which several lanes share: each lane keeps its own copy of
+        # the operand register (``keep``), else Yosys merges the copies and one
+        # register drives multipliers all over the chip (board@128's and
+        # board@64's ECP5 critical path, docs/synthesis.md)
+        dw = round_mul(m, reg(m, self.db, "db_lane", keep=True),
                        delay(m, self.a_up, S_WMUL - S_SEL, "a_up"), fmt, 2, "up_prod")
         m.d.comb += self.w_new.eq(self.weight_update(self.w, dw))
         # the weight read registered as the operand of both products (S_FMUL)
@@ -87,7 +91,7 @@ class EdgeLane(wiring.Component):
         a_ff = delay(m, self.a_ff, S_FMUL - S_SEL, "a_ff")
         m.d.comb += self.pf.eq(round_mul(m, a_ff, w_op, fmt, 2, "ff_prod"))
         if self.bp:
-            d = reg(m, self.d, "d_lane")
+            d = reg(m, self.d, "d_lane", keep=True)
             m.d.comb += self.pb.eq(round_mul(m, w_op, d, fmt, 2, "bp_prod"))
         return m
 
