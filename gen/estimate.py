@@ -50,12 +50,12 @@ __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junct
 
 #: Clock assumed for throughput when no --freq is given (MHz): what the
 #: current pipeline reaches after place & route (docs/synthesis.md).  ECP5:
-#: the 11 measured designs run at 51.9 (board@64 with every DSP in use) to
-#: 94.6 MHz, the big ones at 51.9 and 61.1; iCE40: 29.2-29.9 MHz; GW5A: the
-#: issue's 60 MHz target (small16: 165-220 MHz in nextpnr's Apycula timing
-#: model, not checked on a board; no big design measured yet); 7-series: not
-#: measured (no open timing analysis here), the same 60 MHz.
-TYPICAL_FMAX_MHZ = {"ecp5": 55.0, "ice40": 28.0, "gw5a": 60.0, "xc7": 60.0}
+#: the measured designs run at 53.6 (board@64 with every DSP in use) to
+#: 101.8 MHz, the big ones at 53.6 and 69.1 (board@64, board@128);
+#: iCE40: 29.2-32.6 MHz; GW5A: board@128 157.6 MHz, small16 165-220 MHz in
+#: nextpnr's timing model (Apycula's, not checked on a board), so 150;
+#: 7-series: not measured (no open timing analysis here), the issue's 60 MHz.
+TYPICAL_FMAX_MHZ = {"ecp5": 55.0, "ice40": 28.0, "gw5a": 150.0, "xc7": 60.0}
 
 
 # Datapath logic of the blocks, fitted by least squares on the placed totals of
@@ -190,11 +190,17 @@ def control_cost(cfg, geo, schedule, fam):
                 ff=k["ff"] + k["ff_bank"] * z1)
 
 
+#: Output members of the network (i.ready, o.valid, o.payload, ro_data,
+#: clocks): the synthesis harness folds each into a register of its own.
+NETWORK_OUTPUT_MEMBERS = 5
+
+
 def harness_cost(geo):
     """The synthesis harness (``hdl/harness.py``): one FF per input bit (scan
-    chain), an XOR fold of the outputs (about one LUT4 per three bits)."""
+    chain), an XOR fold of the outputs (about one LUT4 per three bits) into
+    one register per output member and one more."""
     ins, outs = geo.interface_bits()
-    return Cost(lut=outs / 3.0, ff=ins + 1)
+    return Cost(lut=outs / 3.0, ff=ins + NETWORK_OUTPUT_MEMBERS + 1)
 
 
 # -- the estimate ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sparse_edge.gen.config import MAX_ETA_EXP, load_config
 from sparse_edge.gen.geometry import (K_MAX, LR_BITS, REFERENCE_OVERHEAD, STAGES,
                                       WRITE_LATENCY, IntShape, NetworkGeometry, bits,
                                       hardware_schedule)
+from sparse_edge.gen.estimate import NETWORK_OUTPUT_MEMBERS
 from sparse_edge.gen.synth import _mul_cells
 from sparse_edge.hdl.arith import BiasStep
 from sparse_edge.hdl.harness import SynthHarness
@@ -64,6 +65,7 @@ def test_interface_bits_are_the_signatures(cfg, outputs):
         net = Network(cfg, kind, outputs=outputs)
         h = SynthHarness(net)
         assert net.geometry.interface_bits(outputs) == (h.in_bits, h.out_bits)
+        assert h.out_members == NETWORK_OUTPUT_MEMBERS       # the estimate's harness FFs
         assert net.beat_layout.size == net.geometry.beat_bits()
         assert net.result_layout.size == net.geometry.result_bits(outputs)
 
