@@ -232,17 +232,16 @@ def _typical_images(cfg):
 def _overrides(spec, family):
     """Toolchain overrides: machine-readable reports beside the logs."""
     stat = "tee -q -o stat.json stat -json"
-    # the weight banks' register copies stay copies (gen/synth_scripts.KEEP_COPIES)
-    keep = KEEP_COPIES
+    # script_after_read: deliberate register copies stay copies (KEEP_COPIES)
     if family == "ecp5":
-        return {"script_after_read": keep, "script_after_synth": stat,
+        return {"script_after_read": KEEP_COPIES, "script_after_synth": stat,
                 "ecppack_opts": "--compress",
                 "nextpnr_opts": "--report report-pnr.json --timing-allow-fail --router router2 "
                                 "--seed 1"}
     if family == "ice40":
         # -dff: ABC merges and retimes flip-flops (the demo's system top: 5,521
         # -> 5,259 logic cells, the difference between fitting the UP5K or not)
-        return {"script_after_read": keep, "script_after_synth": stat,
+        return {"script_after_read": KEEP_COPIES, "script_after_synth": stat,
                 "synth_opts": "-dsp -dff",
                 "nextpnr_opts": "--report report-pnr.json --timing-allow-fail --seed 1"}
     return {}

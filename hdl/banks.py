@@ -140,9 +140,10 @@ class WeightBanks(wiring.Component):
     clock earlier).  Both address selects are registers and there is no
     select on the read data: every group of :data:`READ_GROUP` banks has its
     own address select and its own copies of the two stall registers
-    (``running_g*`` = not ``ro_mode``, ``resumed_g*``, registered here from the
-    access port's ``*_next``), so no register or select drives the read address of every
-    bank (on board@128 that fanout was the ECP5 critical path).  The copies
+    (``running_g*`` = not ``ro_mode``, ``resumed_g*``, registered here from
+    the access port's ``*_next``), so no register or select drives the read
+    address of every bank (on board@128 that fanout was the ECP5 critical
+    path).  The copies
     carry the ``keep`` attribute; the synthesis flow (``gen/synth_scripts``)
     puts it on their flip-flops so that Yosys does not merge them again.
 
@@ -223,9 +224,8 @@ class WeightBanks(wiring.Component):
                 g = i // READ_GROUP
                 # ``running`` is ~ro_mode: a copy that resets to 0 (the iCE40
                 # has no flip-flop that initialises to 1)
-                running = Signal(name=f"{kind}_running_g{g}", attrs={"keep": 1})
-                resumed = Signal(name=f"{kind}_resumed_g{g}", attrs={"keep": 1})
-                m.d.ro += [running.eq(~acc.ro_mode_next), resumed.eq(acc.resumed_next)]
+                running = reg(m, ~acc.ro_mode_next, f"{kind}_running_g{g}", "ro", keep=True)
+                resumed = reg(m, acc.resumed_next, f"{kind}_resumed_g{g}", "ro", keep=True)
                 read_addr = Signal.like(addr, name=f"{kind}_raddr_g{g}")
                 m.d.comb += read_addr.eq(Mux(running, Mux(resumed, addr, held), acc.ro_row))
             mem = Memory(shape=signed(self.width), depth=depth, init=words)

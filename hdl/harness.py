@@ -23,8 +23,8 @@ class SynthHarness(wiring.Component):
 
     Every input member of ``dut`` is driven from one shift register fed by
     ``sin``; every output member is folded into a registered XOR of its own,
-    and those into one more on ``sout``.  Nothing of ``dut`` can be optimised away, and the top needs four
-    pins (``clk``, ``rst``, ``sin``, ``sout``).
+    and those into one more on ``sout``.  Nothing of ``dut`` can be optimised
+    away, and the top needs four pins (``clk``, ``rst``, ``sin``, ``sout``).
 
     Parameters
     ----------
@@ -38,9 +38,9 @@ class SynthHarness(wiring.Component):
     Attributes
     ----------
     in_bits, out_bits, out_members : int
-        Widths of the scan chain and of the XOR fold, and the output members (harness cost: one FF per
-        input bit, about ``out_bits / 3`` LUT4s, one FF per output member and
-        one more).
+        Widths of the scan chain and of the XOR fold, and the number of output
+        members (harness cost: one FF per input bit, about ``out_bits / 3``
+        LUT4s, one FF per output member and one more).
     """
 
     def __init__(self, dut):
