@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 from .estimate_model import (_FAMILY_SCALE, ECP5, FAMILIES, Cost, _scaled,  # noqa: F401
                              dsp_tiles, map_memory, soft_multiplier_luts)
-from .geometry import NetworkGeometry, bits, clocks_per_sample, hardware_schedule
+from .geometry import (CLOCK_BITS, READOUT_LATENCY, NetworkGeometry, bits, clocks_per_sample,
+                       hardware_schedule)
 from .targets import get_target
 
 __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junction_memory_cost",
@@ -186,8 +187,12 @@ def control_cost(cfg, geo, schedule, fam):
     k = _CONTROL[fam.name]
     z1 = cfg.z[0]
     nq = sum(geo.q[1:])
+    # counted, not fitted: the stall control's input register (8-bit
+    # pixels) and second output entry (clock stamp), and the read-out's
+    # per-junction weight and bias registers
+    regs = 8 * z1 + CLOCK_BITS + 2 * cfg.junctions * cfg.fmt.width * (READOUT_LATENCY - 1)
     return Cost(lut=k["lut"] + k["lut_bank"] * z1 + k["lut_neuron"] * nq,
-                ff=k["ff"] + k["ff_bank"] * z1)
+                ff=k["ff"] + k["ff_bank"] * z1 + regs)
 
 
 #: Output members of the network (i.ready, o.valid, o.payload, ro_data,

@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
-from ..gen.geometry import bits
+from ..gen.geometry import READOUT_LATENCY, bits
 from .arith import check_int
 from .pipeline import reg
 
@@ -248,8 +248,10 @@ class WeightBanks(wiring.Component):
 class ReadoutPort(wiring.Component):
     """The network's read-out and load port: passes the address and stall
     state to every junction's :class:`WeightBanks` (load row and data
-    registered, in the ungated ``ro`` domain) and selects the read-out data,
-    one clock after the address, from the addressed junction.
+    registered, in the ungated ``ro`` domain) and selects the read-out data
+    from the addressed junction, ``READOUT_LATENCY`` (2) clocks after the
+    address: each junction's read-out word (its lane select behind the bank
+    read register) is registered once more before the junction select.
 
     Parameters
     ----------
@@ -290,8 +292,14 @@ class ReadoutPort(wiring.Component):
             m.d.comb += getattr(acc, name).eq(getattr(self, name))
         # the load writes one clock after its address, from registered row and data
         m.d.ro += [acc.ld_row.eq(self.ro_row), acc.ld_data.eq(self.ld_data)]
-        sel_j = Signal.like(self.ro_junction, name="ro_j")
-        sel_b = Signal(name="ro_isbias")
-        m.d.ro += [sel_j.eq(self.ro_junction), sel_b.eq(self.ro_bias)]
-        m.d.comb += self.data.eq(Mux(sel_b, Array(self.b)[sel_j], Array(self.w)[sel_j]))
+        sel_j, sel_b = self.ro_junction, self.ro_bias
+        for i in range(READOUT_LATENCY):
+            sel_j = reg(m, sel_j, f"ro_j_d{i + 1}", "ro")
+            sel_b = reg(m, sel_b, f"ro_isbias_d{i + 1}", "ro")
+        # the bank read register is the first of READOUT_LATENCY
+        w, b = list(self.w), list(self.b)
+        for i in range(1, READOUT_LATENCY):
+            w = [reg(m, v, f"ro_w{j}_d{i}", "ro") for j, v in enumerate(w)]
+            b = [reg(m, v, f"ro_b{j}_d{i}", "ro") for j, v in enumerate(b)]
+        m.d.comb += self.data.eq(Mux(sel_b, Array(b)[sel_j], Array(w)[sel_j]))
         return m

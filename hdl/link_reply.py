@@ -19,6 +19,7 @@ from amaranth.hdl import Array, Const, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
 from ..gen import protocol as P
+from ..gen.geometry import READOUT_LATENCY
 from .link_buffers import IB
 
 __all__ = ["K_INFO", "K_REPORT", "K_PARAMS", "K_STATUS", "max_reply_length",
@@ -165,9 +166,11 @@ def reply_fsm(m, w):
     """The reply sequencer: takes a started or pending reply, snapshots it,
     sends the header command and then byte after byte (a STATUS field's
     counter is read from the bank, two halves, at its first byte; a parameter
-    is read out at its first byte), and waits for the sender to finish the
-    CRC.  ``w.reply_fsm_idle`` is high in between.  A payload byte takes
-    three clocks at best (PREP, FETCH, EMIT), the first byte of a STATUS field
+    is read out at its first byte, ``READOUT_LATENCY`` clocks after its
+    address), and waits for the sender to finish the CRC.
+    ``w.reply_fsm_idle`` is high in between.  A payload byte takes three
+    clocks at best (PREP, FETCH, EMIT; a parameter's first byte one more
+    per read-out clock beyond the first), the first byte of a STATUS field
     at least six."""
     snd, bank, net = w.snd, w.bank, w.net
     job, k, latch, length = w.job, w.k, w.latch, w.length
@@ -192,8 +195,14 @@ def reply_fsm(m, w):
             # addresses for byte k are set; sources with a latch load it
             with m.If((job == K_STATUS) & (k[:2] == 0)):
                 m.next = "STATUS_LO"
+            with m.Elif((job == K_PARAMS) & ~k[0]):
+                m.next = "FETCH_WAIT1" if READOUT_LATENCY > 1 else "FETCH"
             with m.Else():
                 m.next = "FETCH"
+        # a parameter's ro_data arrives READOUT_LATENCY clocks after PREP
+        for i in range(1, READOUT_LATENCY):
+            with m.State(f"FETCH_WAIT{i}"):
+                m.next = f"FETCH_WAIT{i + 1}" if i + 1 < READOUT_LATENCY else "FETCH"
         with m.State("STATUS_LO"):
             m.d.comb += bank.r_en.eq(bank.r_ready)
             with m.If(bank.r_ready):

@@ -86,6 +86,8 @@ class Core(wiring.Component):
         The current input beat.
     need_input : Out(1)
         A beat is consumed in this clock (if the core runs).
+    need_next : Out(1)
+        ``need_input`` of the next enabled clock.
     pred_valid : Out(1); pred : Out; outputs : Out (with ``outputs``)
         A prediction is ready (one clock).
     clocks : Out(CLOCK_BITS)
@@ -105,7 +107,7 @@ class Core(wiring.Component):
         members = {
             "pixels": In(data.ArrayLayout(unsigned(8), cfg.z[0])), "label": In(cls),
             "lr": In(LR_BITS), "update": In(1),
-            "need_input": Out(1), "pred_valid": Out(1), "pred": Out(cls),
+            "need_input": Out(1), "need_next": Out(1), "pred_valid": Out(1), "pred": Out(cls),
             "clocks": Out(CLOCK_BITS),
             "ce": In(1), "ro_mode_next": In(1, init=1), "resumed_next": In(1),
             "ro_junction": In(range(geo.ro_junctions)), "ro_bias": In(1),
@@ -163,7 +165,8 @@ class Core(wiring.Component):
             seq.label.eq(self.label), seq.lr.eq(self.lr), seq.update.eq(self.update),
             load.phase.eq(seq.time.phase), load.cycle_end.eq(seq.time.cycle_end),
             load.pixels.eq(self.pixels),
-            self.need_input.eq(seq.need_input), self.clocks.eq(seq.clocks),
+            self.need_input.eq(seq.need_input), self.need_next.eq(seq.need_next),
+            self.clocks.eq(seq.clocks),
             self.pred_valid.eq(out.pred_valid), self.pred.eq(out.pred),
             self.ro_data.eq(ro.data),
         ]
@@ -219,18 +222,22 @@ class Network(wiring.Component):
         Input beats, ``beats_per_sample`` per sample: beat ``r`` carries pixels
         ``r*z1 .. r*z1+z1-1`` (row ``r`` of every input bank); ``label``,
         ``lr`` (learning-rate exponent) and ``update`` (0 = evaluate only) are
-        taken from beat 0.  When no beat is offered while one is needed, the
-        whole network stalls (global clock enable), so the schedule in junction
-        cycles never changes; after a stall it resumes two clocks after it
-        could (they re-read the weight and bias banks, whose read ports serve
-        the read-out during the stall).
+        taken from beat 0.  A beat waits one clock in an input register
+        before the core can take it.  When no beat is there while one is
+        needed, the whole network stalls (global clock enable, itself a
+        register), so the schedule in junction cycles never changes; after a
+        stall it resumes two clocks after it could (they re-read the weight
+        and bias banks, whose read ports serve the read-out during the stall).
     o : Out(stream.Signature(result))
         One ``prediction`` per sample, in order (plus ``clock``, the enabled
         clock it was formed in, and with ``outputs=True`` the output
-        activations).  A full output also stalls.
+        activations), from a two-entry buffer.  When it holds two results
+        the network stalls.
     ro_junction, ro_bias, ro_row, ro_lane : In
         Read-out address: weight ``w[row*z + lane]`` (or bias bank ``lane``,
-        row ``row``) of junction ``ro_junction + 1``; ``ro_data`` one clock later.
+        row ``row``) of junction ``ro_junction + 1``; ``ro_data``
+        ``READOUT_LATENCY`` (2) clocks later, pipelined (a new address every
+        clock).
         Valid while the network is stalled (waiting for input with
         ``i.valid`` low, or for ``o.ready``), e.g. before the first sample or
         after the last: the read-out shares the datapath's weight and bias read
@@ -239,8 +246,8 @@ class Network(wiring.Component):
     ld_en, ld_data : In
         Load port: while ``ld_en`` is high, ``ld_data`` is written to the
         weight or bias at the read-out address, one clock later (from
-        registered address and data; a read-out of that address in the next
-        clock already sees it).  Write the network only while it is stalled,
+        registered address and data; a read-out of that address started in
+        the next clock already sees it).  Write the network only while it is stalled,
         e.g. before the first sample or between runs.
     clocks : Out(48)
         Enabled clocks so far (the network's own time base).
@@ -301,22 +308,23 @@ class Network(wiring.Component):
         # the load port can write while the network is stalled
         m.domains.ro = cd_ro = ClockDomain("ro", local=True)
         m.d.comb += [cd_ro.clk.eq(ClockSignal("sync")), cd_ro.rst.eq(ResetSignal("sync"))]
-        m.submodules.stall = st = StallControl(self.result_layout)
+        m.submodules.stall = st = StallControl(self.beat_layout, self.result_layout)
         core = Core(self.geometry, self.with_outputs, self.checks, self.lane, self.neuron)
         # the clock enable reaches every register and memory port of the core:
         # on an FPGA it is worth a global buffer (see ``enable_buffer``)
         ce = st.ce if self.enable_buffer is None else self.enable_buffer(m, st.ce)
         m.submodules.core = EnableInserter({"sync": ce})(core)
         m.d.comb += [
-            st.need_input.eq(core.need_input), st.i_valid.eq(self.i.valid),
+            st.need_input.eq(core.need_input), st.need_next.eq(core.need_next),
+            st.i_valid.eq(self.i.valid), st.i_payload.eq(self.i.payload),
             self.i.ready.eq(st.i_ready), st.o_ready.eq(self.o.ready),
             self.o.valid.eq(st.o_valid), self.o.payload.eq(st.result),
             st.pred_valid.eq(core.pred_valid), st.pred.eq(core.pred),
             st.clocks.eq(core.clocks), self.clocks.eq(core.clocks),
             core.ce.eq(ce), core.ro_mode_next.eq(st.ro_mode_next),
             core.resumed_next.eq(st.resumed_next),
-            core.pixels.eq(self.i.payload.pixels), core.label.eq(self.i.payload.label),
-            core.lr.eq(self.i.payload.lr), core.update.eq(self.i.payload.update),
+            core.pixels.eq(st.beat.pixels), core.label.eq(st.beat.label),
+            core.lr.eq(st.beat.lr), core.update.eq(st.beat.update),
             core.ro_junction.eq(self.ro_junction), core.ro_bias.eq(self.ro_bias),
             core.ro_row.eq(self.ro_row), core.ro_lane.eq(self.ro_lane),
             core.ld_en.eq(self.ld_en), core.ld_data.eq(self.ld_data),

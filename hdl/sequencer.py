@@ -10,7 +10,8 @@ addresses and pipeline tags, and the stalls.
   schedule's ``F`` and ``U``), which row, and the tags (valid, learning rate,
   sweep, span, row) that travel down the pipeline with each edge.
 * :class:`StallControl` runs outside the gated core: it makes the global
-  clock enable from the input and output handshakes and holds the output.
+  clock enable (a register) from the input register and the output buffer
+  it keeps.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, unsigned
@@ -76,6 +77,8 @@ class Sequencer(wiring.Component):
         Clocks so far.
     need_input : Out(1)
         ``c < beats_per_sample``: a beat is consumed in this clock.
+    need_next : Out(1)
+        ``need_input`` of the next (enabled) clock.
     """
 
     def __init__(self, geo):
@@ -84,6 +87,7 @@ class Sequencer(wiring.Component):
         super().__init__({
             "label": In(range(max(geo.cfg.classes, 2))), "lr": In(LR_BITS), "update": In(1),
             "time": Out(TimeSignature(geo)), "clocks": Out(CLOCK_BITS), "need_input": Out(1),
+            "need_next": Out(1),
         })
 
     def elaborate(self, platform):
@@ -91,7 +95,8 @@ class Sequencer(wiring.Component):
         geo, t = self.geo, self.time
         c, cc = t.phase, geo.clocks_per_sample
         m.d.comb += [t.active.eq(c < geo.cfg.cycle), t.cycle_end.eq(c == cc - 1),
-                     self.need_input.eq(c < geo.beats_per_sample)]
+                     self.need_input.eq(c < geo.beats_per_sample),
+                     self.need_next.eq(t.cycle_end | (c + 1 < geo.beats_per_sample))]
         m.d.sync += [c.eq(Mux(t.cycle_end, 0, c + 1)), self.clocks.eq(self.clocks + 1)]
         with m.If(t.cycle_end & (t.jcycle < self.tmax)):
             m.d.sync += t.jcycle.eq(t.jcycle + 1)
@@ -111,9 +116,10 @@ class InputLoader(wiring.Component):
 
     When a sample has fewer beats than the junction cycle has clocks (fan-out
     > 1, or slack clocks), the write lands one clock after its beat from
-    registered address, enable and pixels, so the phase counter drives one
-    register instead of every bank's write port (on board@64 it was the
-    critical path); the copy is first read in a later junction cycle either
+    registered address, enable and pixels, so the phase counter drives
+    registers instead of every bank's write port (on board@64 it was the
+    critical path), one address and enable register per bank (a shared one
+    was the next); the copy is first read in a later junction cycle either
     way.
 
     Parameters
@@ -146,15 +152,19 @@ class InputLoader(wiring.Component):
         c = self.phase
         slot, _ = wrap_counter(m, self.cycle_end, geo.K_act[0], "act0_in")
         addr, en = slot * geo.R[1] + c, c < geo.beats_per_sample
-        if self.late:
-            addr, en = reg(m, addr, "in_addr"), reg(m, en, "in_en")
         for b, wp in enumerate(self.wr):
             px = self.pixels[b]
             code = (px << (fmt.frac_bits - 8)) if fmt.frac_bits >= 8 else \
                 (px >> (8 - fmt.frac_bits))
             if self.late:
-                code = reg(m, code, f"in_px{b}")
-            m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
+                # each bank its own address and enable register (kept: one
+                # shared copy and its write decode reached every input bank
+                # across the chip, board@64's critical path)
+                m.d.comb += [wp.addr.eq(reg(m, addr, f"in_addr{b}", keep=True)),
+                             wp.data.eq(reg(m, code, f"in_px{b}")),
+                             wp.en.eq(reg(m, en, f"in_en{b}", keep=True))]
+            else:
+                m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
         return m
 
 
@@ -354,26 +364,41 @@ class JunctionControl(wiring.Component):
 
 
 class StallControl(wiring.Component):
-    """The global clock enable and the output buffer (outside the gated core).
+    """The global clock enable, the input register and the output buffer
+    (outside the gated core).
 
-    The core runs (``ce``) when it has its input (no beat needed, or one
-    offered) and room for its output (the one-entry buffer empty or being
-    read), in the third of three clocks in which it could: after a stall the
-    weight and bias read ports, which serve the read-out while the core is
-    stalled (``ro_mode``), go back to the datapath's address and re-read it
-    (``resumed`` low), see :class:`~.banks.WeightBanks`.
+    The core runs (``ce``) when it has its input (no beat needed, or one in
+    the input register) and room for its output (at most one result in the
+    two-entry output buffer), in the third of three clocks in which it could:
+    after a stall the weight and bias read ports, which serve the read-out
+    while the core is stalled (``ro_mode``), go back to the datapath's
+    address and re-read it (``resumed`` low), see :class:`~.banks.WeightBanks`.
+
+    ``ce`` is a register: whether the core may run in the next clock is
+    decided from registers (the input register's and output buffer's fill,
+    the core's phase), so the enable that reaches every register and memory
+    port of the core starts at a flip-flop instead of at the handshakes
+    (``i.valid`` and ``o.ready`` only reach registers here).  That is what the
+    input register and the second output entry are for: beats wait one clock
+    in the register, and a result can be formed while the previous one has
+    not been read.
 
     Parameters
     ----------
-    result_layout : StructLayout
-        The output's payload (``prediction``, ``clock``, optionally ``outputs``).
+    beat_layout, result_layout : StructLayout
+        The input beat (``pixels``, ``label``, ``lr``, ``update``) and the
+        output's payload (``prediction``, ``clock``, optionally ``outputs``).
 
     Members
     -------
     need_input : In(1)
         The core consumes a beat in this clock (if it runs).
-    i_valid : In(1); i_ready : Out(1)
+    need_next : In(1)
+        ``need_input`` of the core's next enabled clock.
+    i_valid : In(1); i_ready : Out(1); i_payload : In(beat_layout)
         The input handshake.
+    beat : Out(beat_layout)
+        The input register, the beat the core consumes.
     o_ready : In(1); o_valid : Out(1); result : Out(result_layout)
         The output handshake and payload.
     pred_valid : In(1); pred, clocks, outputs : In
@@ -387,11 +412,13 @@ class StallControl(wiring.Component):
         address).
     """
 
-    def __init__(self, result_layout):
-        self.result_layout = result_layout
+    def __init__(self, beat_layout, result_layout):
+        self.beat_layout, self.result_layout = beat_layout, result_layout
         fields = result_layout.members
         self.with_outputs = "outputs" in fields
-        members = {"need_input": In(1), "i_valid": In(1), "i_ready": Out(1),
+        members = {"need_input": In(1), "need_next": In(1),
+                   "i_valid": In(1), "i_ready": Out(1), "i_payload": In(beat_layout),
+                   "beat": Out(beat_layout),
                    "o_ready": In(1), "o_valid": Out(1), "result": Out(result_layout),
                    "pred_valid": In(1), "pred": In(fields["prediction"]),
                    "clocks": In(fields["clock"]),
@@ -403,25 +430,43 @@ class StallControl(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        pending = Signal(name="out_pending")
-        space = ~pending | self.o_ready
+        # the input register
+        full = Signal(name="in_full")
+        take = self.ce & self.need_input
+        m.d.comb += self.i_ready.eq(~full | take)
+        accept = self.i_valid & self.i_ready
+        with m.If(accept):
+            m.d.sync += self.beat.eq(self.i_payload)
+        full_next = Signal(name="in_full_next")
+        m.d.comb += full_next.eq(accept | (full & ~take))
+        m.d.sync += full.eq(full_next)
+        # the output buffer: two entries, ``head`` (the output) and ``tail``
+        count = Signal(range(3), name="out_count")
+        tail = Signal(self.result_layout, name="out_tail")
+        new = Signal(self.result_layout, name="out_new")
+        m.d.comb += [new.prediction.eq(self.pred), new.clock.eq(self.clocks)]
+        if self.with_outputs:
+            m.d.comb += new.outputs.eq(self.outputs)
+        push = self.ce & self.pred_valid
+        pop = self.o_valid & self.o_ready
+        m.d.comb += self.o_valid.eq(count != 0)
+        with m.If(pop):
+            m.d.sync += self.result.eq(tail)
+        with m.If(push):
+            with m.If((count == 0) | ((count == 1) & pop)):
+                m.d.sync += self.result.eq(new)
+            with m.Else():
+                m.d.sync += tail.eq(new)
+        count_next = Signal(range(3), name="out_count_next")
+        m.d.comb += count_next.eq(count + push - pop)
+        m.d.sync += count.eq(count_next)
+        # the enable: ``want`` (the core could run in this clock) and ``ce``
+        # are registers, made from the next clock's fill and phase
         want, ran1, ran2 = Signal(name="want"), Signal(name="want_d1"), Signal(name="want_d2")
-        # ro_mode is ~want_d1, kept as a register of its own so the read
-        # address selects come straight from a flip-flop
-        m.d.sync += [ran1.eq(want), ran2.eq(ran1), self.ro_mode.eq(~want)]
-        m.d.comb += [
-            want.eq((~self.need_input | self.i_valid) & space),
-            self.ce.eq(want & ran1 & ran2),
-            self.i_ready.eq(self.need_input & space & ran1 & ran2),
-            self.resumed.eq(ran2),
-            self.ro_mode_next.eq(~want), self.resumed_next.eq(ran1),
-            self.o_valid.eq(pending),
-        ]
-        with m.If(self.o_valid & self.o_ready):
-            m.d.sync += pending.eq(0)
-        with m.If(self.ce & self.pred_valid):
-            m.d.sync += [pending.eq(1), self.result.prediction.eq(self.pred),
-                         self.result.clock.eq(self.clocks)]
-            if self.with_outputs:
-                m.d.sync += self.result.outputs.eq(self.outputs)
+        need = Mux(self.ce, self.need_next, self.need_input)
+        want_next = (~need | full_next) & (count_next < 2)
+        m.d.sync += [want.eq(want_next), ran1.eq(want), ran2.eq(ran1),
+                     self.ce.eq(want_next & want & ran1), self.ro_mode.eq(~want)]
+        m.d.comb += [self.resumed.eq(ran2),
+                     self.ro_mode_next.eq(~want), self.resumed_next.eq(ran1)]
         return m

@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 from amaranth.hdl import Shape
 
+from ..gen.geometry import READOUT_LATENCY
 from .cxxrtl_model import CompiledSimError
 
 __all__ = ["RO_LATENCY", "FORMAT_VERSION", "STREAM_DTYPE", "write_input", "RunOutput",
            "read_output"]
 
 #: Clock edges from a read-out address to its ``ro_data`` (the Network's
-#: read-out port: "ro_data one clock later"); the harness reads pipelined.
-RO_LATENCY = 1
+#: read-out port, ``READOUT_LATENCY``); the harness reads pipelined.
+RO_LATENCY = READOUT_LATENCY
 #: First bytes of the input and output files, last bytes of the output file.
 IN_MAGIC, OUT_MAGIC, END_MAGIC = b"SEHIN001", b"SEHOUT01", b"SEHEND01"
 #: Version of both file formats (the harness checks it).

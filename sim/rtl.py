@@ -8,6 +8,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from ..gen.config import NO_UPDATE
+from ..gen.geometry import READOUT_LATENCY
 
 __all__ = ["RtlResult", "beats_of", "simulate_amaranth"]
 
@@ -117,8 +118,8 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
             for e in range(cfg.edges[j]):
                 ctx.set(net.ro_row, e // z)
                 ctx.set(net.ro_lane, e % z)
-                await ctx.tick()
-                await ctx.tick()
+                for _ in range(READOUT_LATENCY):
+                    await ctx.tick()
                 w[e] = ctx.get(net.ro_data)
             g = net.geometry
             q = g.q[j + 1]
@@ -127,8 +128,8 @@ def simulate_amaranth(net, x, labels, ks, stall_every=0, out_stall_every=0, vcd=
             for r in range(cfg.layers[j + 1]):
                 ctx.set(net.ro_row, r // q)
                 ctx.set(net.ro_lane, r % q)
-                await ctx.tick()
-                await ctx.tick()
+                for _ in range(READOUT_LATENCY):
+                    await ctx.tick()
                 b[r] = ctx.get(net.ro_data)
             params.append((w, b))
 

@@ -9,6 +9,7 @@ import pytest
 from amaranth.hdl import ClockDomain, ClockSignal, EnableInserter, Module, ResetSignal, signed
 from amaranth.sim import Simulator
 
+from sparse_edge.gen.geometry import READOUT_LATENCY
 from sparse_edge.hdl.banks import READ_GROUP, LayerBanks, ReadoutPort, WeightBanks
 
 
@@ -169,21 +170,29 @@ def test_weight_banks_read_out_load_and_resume(z):
 
 
 def test_readout_port_selects_and_registers():
+    """The addressed junction's weight or bias, READOUT_LATENCY clocks after
+    its address, pipelined (a new address every clock); the load row and
+    data registered once."""
     dut = ReadoutPort(3, 10, ro_rows=8, ro_lanes=4, ro_junctions=3)
+    addrs = [(j, bias) for j in (2, 0, 1) for bias in (1, 0)]
+
+    def want(j, bias):
+        return -10 * j - 2 if bias else 10 * j + 1
 
     async def tb(ctx):
         for j in range(3):
             ctx.set(dut.w[j], 10 * j + 1)
             ctx.set(dut.b[j], -10 * j - 2)
-        for j in range(3):
-            for bias in (0, 1):
-                ctx.set(dut.ro_junction, j)
-                ctx.set(dut.ro_bias, bias)
-                ctx.set(dut.ro_row, 5)
-                ctx.set(dut.ld_data, j + 40 * bias)
-                await ctx.tick()
-                assert ctx.get(dut.data) == (-10 * j - 2 if bias else 10 * j + 1)
-                assert ctx.get(dut.access.ld_row) == 5
-                assert ctx.get(dut.access.ld_data) == j + 40 * bias
+        seen = []
+        for t, (j, bias) in enumerate(addrs + [(0, 0)] * READOUT_LATENCY):
+            ctx.set(dut.ro_junction, j)
+            ctx.set(dut.ro_bias, bias)
+            ctx.set(dut.ro_row, t)
+            ctx.set(dut.ld_data, j + 40 * bias)
+            await ctx.tick()
+            assert ctx.get(dut.access.ld_row) == t
+            assert ctx.get(dut.access.ld_data) == j + 40 * bias
+            seen.append(ctx.get(dut.data))
+        assert seen[READOUT_LATENCY - 1:][:len(addrs)] == [want(*a) for a in addrs]
 
     simulate(dut, tb, ro=True)

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sparse_edge.gen.config import initial_parameters, legal_cycles
+from sparse_edge.gen.geometry import READOUT_LATENCY
 from sparse_edge.gen.tables import ActivationTable
 from sparse_edge.hdl.network import WRITE_LATENCY, Network, hardware_schedule
 from sparse_edge.hdl.neuron import NeuronUnit
@@ -166,8 +167,9 @@ def test_load_port_then_train_bit_exact():
 
 def test_load_and_read_out_back_to_back():
     """Load port and read-out on a stalled network: a value loaded in one
-    clock is read back in the next (the registered load write and the shared,
-    transparent read port), for every weight and bias, with loads and reads
+    clock is read back by a read-out started in the next (the registered
+    load write and the shared, transparent read port; ``READOUT_LATENCY``
+    clocks to ``ro_data``), for every weight and bias, with loads and reads
     interleaved so that a wrong write enable or address would clobber a
     neighbour."""
     from amaranth.sim import Simulator
@@ -191,14 +193,15 @@ def test_load_and_read_out_back_to_back():
             ctx.set(net.ld_data, value[a])
             await ctx.tick()
             ctx.set(net.ld_en, 0)
-            await ctx.tick()
+            for _ in range(READOUT_LATENCY):
+                await ctx.tick()
             got[a] = ctx.get(net.ro_data)
         # and everything again, read only, after all the loads
         for a in addrs:
             for port, v in zip((net.ro_junction, net.ro_bias, net.ro_row, net.ro_lane), a):
                 ctx.set(port, v)
-            await ctx.tick()
-            await ctx.tick()
+            for _ in range(READOUT_LATENCY):
+                await ctx.tick()
             assert ctx.get(net.ro_data) == value[a], a
         assert ctx.get(net.clocks) == 0          # the network never ran
 
