@@ -151,6 +151,10 @@ def build_parser():
     p.add_argument("--placer", choices=("heap", "sa", "static"),
                    help="nextpnr placer (default: nextpnr's own, heap); static is not "
                         "available for gw5a-138")
+    p.add_argument("--placer-density", type=float, metavar="F",
+                   help="HeAP placer's maximum placement density, 0 < F <= 1 (nextpnr "
+                        "--placer-heap-beta, default 0.9); lower spreads the cells more, "
+                        "which can let a crowded placement legalise")
     p.add_argument("--max-dsp", type=int, metavar="N",
                    help="DSP budget: multipliers beyond N are built from LUTs, cheapest first")
     p.add_argument("--build-dir", default="build/synth",

@@ -76,11 +76,20 @@ def cmd_synth(args):
                         format_report, synthesize)
     cfg = hw_config(args)
     t = hw_target(args.target)
+    pnr_args = ("--placer", args.placer) if args.placer else ()
+    if args.placer_density is not None:
+        if not 0 < args.placer_density <= 1:
+            raise UserError(f"--placer-density {args.placer_density}: must be in (0, 1] "
+                            "(nextpnr's HeAP default is 0.9)")
+        if args.placer not in (None, "heap"):
+            raise UserError(f"--placer-density applies to the heap placer, not "
+                            f"--placer {args.placer}")
+        pnr_args += ("--placer-heap-beta", f"{args.placer_density:g}")
     opts = SynthOptions(schedule=args.schedule, freq_mhz=args.freq, seed=args.seed,
                         max_dsp=args.max_dsp, check_fit=not args.ignore_fit,
                         pnr=not args.no_pnr, pack=not args.no_pack,
                         global_enable=not args.no_global_enable,
-                        nextpnr_args=("--placer", args.placer) if args.placer else ())
+                        nextpnr_args=pnr_args)
     check_outputs(out_dir=args.out, json_file=args.json)
     prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
     try:

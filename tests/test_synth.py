@@ -146,12 +146,17 @@ def _ff_drivers(top_json, pattern):
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
 def test_stall_register_copies_survive_synthesis(reports, target):
     """Every weight/bias bank group keeps its own copy of the stall registers
-    (hdl/banks.py): the flow marks them keep, else Yosys merges the four of
-    the small network (two junctions x weights, biases) into one flip-flop."""
+    (hdl/banks.py) and every input bank its own write enable register: the
+    flow marks them keep, else Yosys merges the four of the small network
+    (two junctions x weights, biases), and the two enables, into one
+    flip-flop each."""
     rep = _report(reports, target)
     top_json = Path(rep["build_dir"]) / "top.json"
     for reg in ("running", "resumed"):
         assert len(_ff_drivers(top_json, rf"[wb]_{reg}_g\d+$")) == 4, reg
+    # likewise each input bank's write enable (hdl/sequencer.py InputLoader:
+    # the small network's 8 beats per 16 clocks take the registered write)
+    assert len(_ff_drivers(top_json, r"in_en\d+$")) == small().z[0]
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
@@ -195,7 +200,9 @@ def test_synth_cli_prints_the_table(reports, build_root, capsys, tmp_path):
 
 
 def test_synth_cli_passes_the_placer_to_nextpnr(monkeypatch, tmp_path, capsys):
-    """``--placer`` reaches nextpnr's command line (and so the placement key)."""
+    """``--placer`` and ``--placer-density`` reach nextpnr's command line (and so
+    the placement key); a density outside (0, 1] or with another placer is
+    refused."""
     import sparse_edge.gen.synth as synth_mod
     seen = {}
 
@@ -211,6 +218,19 @@ def test_synth_cli_passes_the_placer_to_nextpnr(monkeypatch, tmp_path, capsys):
     assert seen["argv"][i + 1] == "sa"
     assert main(["synth", str(cfgfile), "--target", "ecp5-25f", "-q"]) == 2
     assert "--placer" not in seen["argv"]
+    assert "--placer-heap-beta" not in seen["argv"]
+    # --placer-density is HeAP's --placer-heap-beta, checked before any work
+    assert main(["synth", str(cfgfile), "--target", "gw5a-138", "--placer-density", "0.6",
+                 "-q"]) == 2
+    i = seen["argv"].index("--placer-heap-beta")
+    assert seen["argv"][i + 1] == "0.6"
+    seen.clear()
+    for bad in (["--placer-density", "1.5"], ["--placer-density", "0"],
+                ["--placer", "sa", "--placer-density", "0.6"]):
+        assert main(["synth", str(cfgfile), "--target", "ecp5-25f", *bad, "-q"]) == 2
+        err = capsys.readouterr().err
+        assert "--placer-density" in err and "Traceback" not in err, bad
+    assert not seen                                  # refused before synthesis
 
 
 # -- failures a user can cause ---------------------------------------------------------
