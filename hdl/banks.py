@@ -18,8 +18,10 @@ from .pipeline import reg
 
 __all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort", "READ_GROUP"]
 
-#: Weight (bias) banks per read-address select and stall-register copy.
-READ_GROUP = 8
+#: Weight (bias) banks per read-address select and stall-register copy: one
+#: (with 8, a group's select drove LUT RAMs of banks placed far apart, the
+#: critical path of board@64 on the ECP5 once the clock enable was a register).
+READ_GROUP = 1
 
 
 class LayerBanks(wiring.Component):

@@ -83,7 +83,7 @@ class Weights:
         self.j = j
 
 
-@pytest.mark.parametrize("z", [3, READ_GROUP + 1])
+@pytest.mark.parametrize("z", [READ_GROUP, READ_GROUP + 1])
 def test_weight_banks_datapath_and_clock_enable(z):
     wb = Weights(z=z)
     dut, w = wb.dut, wb.w.copy()
@@ -112,7 +112,7 @@ def test_weight_banks_datapath_and_clock_enable(z):
     simulate(dut, tb, ro=True)
 
 
-@pytest.mark.parametrize("z", [3, 2 * READ_GROUP + 1])
+@pytest.mark.parametrize("z", [READ_GROUP, 2 * READ_GROUP + 1])
 def test_weight_banks_read_out_load_and_resume(z):
     """While stalled (``ro_mode``) the read ports serve the read-out; a load
     lands one clock after ``ld_en`` and only in the addressed junction, kind

@@ -20,8 +20,10 @@ import pytest
 
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.estimate import estimate
+from sparse_edge.gen.geometry import NetworkGeometry, hardware_schedule
 from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthError, SynthOptions,
                                    ToolMissing, check_tools, synthesize)
+from sparse_edge.hdl.banks import READ_GROUP
 
 from .conftest import assert_within_baseline, make_config
 
@@ -147,13 +149,17 @@ def _ff_drivers(top_json, pattern):
 def test_stall_register_copies_survive_synthesis(reports, target):
     """Every weight/bias bank group keeps its own copy of the stall registers
     (hdl/banks.py) and every input bank its own write enable register: the
-    flow marks them keep, else Yosys merges the four of the small network
-    (two junctions x weights, biases), and the two enables, into one
-    flip-flop each."""
+    flow marks them keep, else Yosys merges the copies of the small network
+    (its junctions' weight and bias bank groups), and the input enables,
+    into one flip-flop each."""
     rep = _report(reports, target)
     top_json = Path(rep["build_dir"]) / "top.json"
+    cfg = small()
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
+    groups = sum(-(-cfg.z[j] // READ_GROUP) - (-geo.q[j + 1] // READ_GROUP)
+                 for j in range(cfg.junctions))
     for reg in ("running", "resumed"):
-        assert len(_ff_drivers(top_json, rf"[wb]_{reg}_g\d+$")) == 4, reg
+        assert len(_ff_drivers(top_json, rf"[wb]_{reg}_g\d+$")) == groups, reg
     # likewise each input bank's write enable (hdl/sequencer.py InputLoader:
     # the small network's 8 beats per 16 clocks take the registered write)
     assert len(_ff_drivers(top_json, r"in_en\d+$")) == small().z[0]
