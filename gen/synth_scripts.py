@@ -128,8 +128,11 @@ def _nextpnr_argv(cmd, target, opts, freq):
     # The clock goes on the board's clock pin: an auto-placed clock input need
     # not reach the global network (router2 then fails to route it).
     # nextpnr-himbaechel-gowin: its default router (router2 hit the same
-    # clock-routing failure as router1 on the GCLK pins)
-    router = [] if target.family == "gw5a" else ["--router", "router2"]
+    # clock-routing failure as router1 on the GCLK pins).
+    # nextpnr-ice40: its default, router1: router2 looped for over 20 min
+    # on two overused wires of the small network (66 % of the UP5K) where
+    # router1 finished in 24 s, 35.9 MHz (2026-12-02)
+    router = ["--router", "router2"] if target.family == "ecp5" else []
     argv = [cmd, *target.pnr_args, "--json", "top.json", "--report", "nextpnr_report.json",
             "--freq", f"{freq:g}", "--seed", str(opts.seed), *router,
             *target.constraints(freq)[2], "--timing-allow-fail", "-l", "nextpnr.log", "-q"]

@@ -16,12 +16,9 @@ from amaranth.hdl import Shape
 from ..gen.geometry import READOUT_LATENCY
 from .cxxrtl_model import CompiledSimError
 
-__all__ = ["RO_LATENCY", "FORMAT_VERSION", "STREAM_DTYPE", "write_input", "RunOutput",
+__all__ = ["FORMAT_VERSION", "STREAM_DTYPE", "write_input", "RunOutput",
            "read_output"]
 
-#: Clock edges from a read-out address to its ``ro_data`` (the Network's
-#: read-out port, ``READOUT_LATENCY``); the harness reads pipelined.
-RO_LATENCY = READOUT_LATENCY
 #: First bytes of the input and output files, last bytes of the output file.
 IN_MAGIC, OUT_MAGIC, END_MAGIC = b"SEHIN001", b"SEHOUT01", b"SEHEND01"
 #: Version of both file formats (the harness checks it).
@@ -51,6 +48,8 @@ def write_input(path, cfg, geometry, beat_layout, result_layout, images, labels,
     if cfg.classes > 256:
         raise ValueError("at most 256 classes")
     cps = geometry.clocks_per_sample
+    # the header's ro_latency is the Network's READOUT_LATENCY: the harness
+    # reads the weights and biases back pipelined, that many edges apart
     header = INPUT_HEADER.pack(
         IN_MAGIC, FORMAT_VERSION, beat_layout.size, result_layout.size,
         geometry.beats_per_sample, z1, bl["pixels"][0], 8, *bl["label"], *bl["lr"],
@@ -58,7 +57,7 @@ def write_input(path, cfg, geometry, beat_layout, result_layout, images, labels,
         *rl["prediction"], *rl["clock"], cfg.fmt.width, len(images), images.shape[1],
         len(stream), cfg.junctions, stall_every, out_stall_every,
         max(1, min(2048, len(stream) // 200 or 1)), 2 * cps + 8,
-        1000 * cps + 1000, RO_LATENCY, 0, 0)
+        1000 * cps + 1000, READOUT_LATENCY, 0, 0)
     geo = np.array([[cfg.edges[j], cfg.z[j], cfg.layers[j + 1], geometry.q[j + 1]]
                     for j in range(cfg.junctions)], dtype="<u4")
     with open(path, "wb") as f:
