@@ -119,6 +119,9 @@ def junction_cost(cfg, geo, j, fam):
                                                                   k["cbit_lut"] * cb)
     c.ff += z * k["lane_ff"] * w + q * k["neuron_ff"] * w + max(0.0, k["base_ff"] +
                                                                k["cbit_ff"] * cb)
+    # counted, not fitted: the extra copies of each neuron's db (w + 1 bits)
+    # and d (w bits) registers, one per LANES_PER_OPERAND_COPY lanes
+    c.ff += q * (geo.operand_copies[j] - 1) * (2 * w + 1)
     return c
 
 

@@ -22,7 +22,7 @@ from .schedule import Schedule
 __all__ = [
     "S_SEL", "S_DMUL", "S_DRND", "S_DB", "S_BIAS", "S_WMUL", "S_DW", "S_W", "S_FMUL",
     "S_PRND", "S_TREE", "S_ACC", "S_SUM", "S_SAT", "S_WR", "STAGES",
-    "WRITE_LATENCY", "K_MAX", "LR_BITS", "CLOCK_BITS", "REFERENCE_OVERHEAD", "HW_SCHEDULES",
+    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "K_MAX", "LR_BITS", "CLOCK_BITS", "REFERENCE_OVERHEAD", "HW_SCHEDULES",
     "bits", "IntShape", "hardware_schedule", "clocks_per_sample",
     "reference_clocks_per_sample", "NetworkGeometry",
 ]
@@ -44,8 +44,8 @@ S_FMUL = 9   # FF product a * w and BP product w * d, exact
 S_PRND = 10  # FF and BP products rounded and saturated
 S_TREE = 11  # adder tree, first half; BP products rotated to banks; accumulator read
 S_ACC = 12   # BP accumulator write-back; adder tree, second half
-S_SUM = 13   # span accumulator (the bias folded in)
-S_SAT = 14   # saturation: s; activation ROM read issued
+S_SUM = 13   # span accumulator (the bias folded in); saturation: s; activation ROM read issued
+S_SAT = 14   # activation ROM read data (registered at S_WR)
 S_WR = 15    # activation, derivative and output-delta writes; argmax
 
 #: ``{k: name}`` of every stage after the issue stage (for reports).
@@ -55,6 +55,12 @@ STAGES = {v: k for k, v in sorted(globals().items()) if k.startswith("S_")}
 #: everything a junction cycle writes is readable ``C + WRITE_LATENCY`` clocks
 #: after the cycle starts.
 WRITE_LATENCY = S_WR
+#: Edge lanes fed by one copy of a right neuron's UP and BP operand registers
+#: (the bias step ``db`` at ``S_BIAS``, the delta ``d`` at ``S_W``): a neuron
+#: whose ``fi`` edges are worked by many lanes has ``ceil(lanes / 8)`` copies,
+#: so no register drives lanes all over the chip (one ``db`` register to 64
+#: lanes was the board@64 ECP5 critical path, docs/synthesis.md).
+LANES_PER_OPERAND_COPY = 8
 #: Largest learning-rate exponent ``k`` (eta = 2**-k) the hardware shifts by.
 K_MAX = MAX_ETA_EXP
 #: Bits of the learning-rate field of an input beat (and of a sample's info slot).
@@ -161,6 +167,11 @@ class NetworkGeometry:
         self.q = [None] + [max(1, cfg.layers[h] // C) for h in range(1, L)]
         self.NR = [None] + [cfg.layers[h] // self.q[h] for h in range(1, L)]
         self.span = [None] + [max(1, C // cfg.layers[h]) for h in range(1, L)]
+        # lanes working for one right neuron in a clock, and the copies of
+        # that neuron's db and d registers that feed them
+        self.lanes = [None] + [min(cfg.fanin[j - 1], cfg.z[j - 1]) for j in range(1, L)]
+        self.operand_copies = [None] + [-(-n // LANES_PER_OPERAND_COPY)
+                                        for n in self.lanes[1:]]
         # rotating copies per memory (see docs/hardware.md)
         self.K_act = [U[h + 1] - F[h] + 1 for h in range(L - 1)]
         self.K_da = [None] + [U[h] - F[h] + 1 for h in range(1, L)]
@@ -180,6 +191,12 @@ class NetworkGeometry:
                                      fmt.width)
         self.act_shape = [_range_shape(int(fmt.pixel(0)), int(fmt.pixel(255)), fmt.width)] + \
             [self.sigma_shape] * (L - 2)
+
+    def operand_copy(self, j, k):
+        """``(neuron, copy)``: the right neuron (``0 .. q-1``) lane ``k`` of
+        junction ``j`` works for, and the copy of its db/d registers it reads."""
+        n = self.lanes[j]
+        return k // n, (k % n) // LANES_PER_OPERAND_COPY
 
     # -- timing ------------------------------------------------------------------------
     @property

@@ -192,19 +192,20 @@ class Junction(wiring.Component):
         """The right neurons: forward finish, backward finish and bias update,
         writes into the right layer's banks (or the output unit)."""
         geo, j, cfg = self.geo, self.j, self.geo.cfg
-        fmt, q, z = cfg.fmt, geo.q[j], geo.z[j]
+        fmt, q = cfg.fmt, geo.q[j]
         fi = cfg.fanin[j - 1]
+        copies = geo.operand_copies[j]
         m.submodules.neurons = nu = self.make_neuron(
-            fmt, cfg.activation_table(), q, min(fi, z), geo.span[j], fi, not self.last)
+            fmt, cfg.activation_table(), q, geo.lanes[j], geo.span[j], fi, not self.last)
         if self.last:
-            m.submodules.deltas = du = DeltaUnit(fmt, q)
+            m.submodules.deltas = du = DeltaUnit(fmt, q, copies=copies)
             for i in range(q):
                 m.d.comb += [self.dout_rd[i].addr.eq(ctl.dout_rd_addr),
                              du.delta[i].eq(self.dout_rd[i].data)]
         else:
             zr = geo.z[j + 1]
             m.submodules.deltas = du = DeltaUnit(fmt, q, zr, geo.acc_width[j],
-                                                 as_shape(geo.da_shape))
+                                                 as_shape(geo.da_shape), copies)
             m.d.comb += du.blk.eq(ctl.blk_sel)
             for bb in range(zr):
                 m.d.comb += [self.acc_nat[bb].addr.eq(ctl.acc_nat_addr),
@@ -219,8 +220,9 @@ class Junction(wiring.Component):
             m.d.comb += [du.b[i].eq(banks.b_data[i]), banks.b_wdata[i].eq(du.b_new[i]),
                          nu.b[i].eq(banks.b_data[i])]
         for k, lane in enumerate(lanes):
-            i = k // fi if fi <= z else 0              # the right neuron lane k works for
-            m.d.comb += [lane.db.eq(du.db[i]), lane.d.eq(du.d[i]), nu.pf[k].eq(lane.pf)]
+            i, c = geo.operand_copy(j, k)              # its right neuron, the operand copy
+            m.d.comb += [lane.db.eq(du.db[i * copies + c]), lane.d.eq(du.d[i * copies + c]),
+                         nu.pf[k].eq(lane.pf)]
         if self.last:
             self._output(m, ctl, nu)
         else:

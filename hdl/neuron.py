@@ -100,12 +100,16 @@ class NeuronUnit(wiring.Component):
                     m.d.sync += span_acc.eq(total)
             else:
                 total = tree + bias
-            total_r = reg(m, total, f"total{i}")                               # S_SAT
-            m.submodules[f"sat{i}"] = sat = Saturate(len(total_r), self.fmt)
-            m.d.comb += [sat.i.eq(total_r), rom.s[i].eq(sat.o), self.a[i].eq(rom.a[i])]
-            m.d.sync += self.s[i].eq(sat.o)                                    # S_WR
+            # S_SUM: the total saturated and looked up (the ROM's read register
+            # is S_SAT); S_WR: the ROM's output registered, so that a block
+            # RAM's clock-to-out does not lead into the right layer's bank
+            # writes (board@128's ECP5 critical path, docs/synthesis.md)
+            m.submodules[f"sat{i}"] = sat = Saturate(len(total), self.fmt)
+            m.d.comb += [sat.i.eq(total), rom.s[i].eq(sat.o)]
+            m.d.sync += [self.s[i].eq(reg(m, sat.o, f"s{i}_sat")),            # S_WR
+                         self.a[i].eq(rom.a[i])]
             if self.derivative:
-                m.d.comb += self.da[i].eq(rom.da[i])
+                m.d.sync += self.da[i].eq(rom.da[i])
         return m
 
 
@@ -131,6 +135,10 @@ class DeltaUnit(wiring.Component):
         Accumulator width (hidden layers).
     da_shape : shape-like
         Storage shape of the derivatives (hidden layers).
+    copies : int
+        Copies of each neuron's ``db`` and ``d`` registers (the lanes' operand
+        sources; ``NetworkGeometry.operand_copies``): deliberate duplicates,
+        kept apart by synthesis, so that each drives a few lanes only.
 
     Members
     -------
@@ -146,25 +154,28 @@ class DeltaUnit(wiring.Component):
         The biases read, at ``S_BIAS``.
     b_new : Out(signed(w)).array(q)
         ``sat(b + db)`` at ``S_BIAS`` (combinational from ``b``).
-    db : Out(signed(w + 1)).array(q)
-        The bias step, at ``S_BIAS``.
-    d : Out(signed(w)).array(q)
-        The delta, at ``S_FMUL - 1`` (when the lanes register it for BP).
+    db : Out(signed(w + 1)).array(q * copies)
+        The bias step, at ``S_BIAS``: copy ``c`` of neuron ``i`` at ``i * copies + c``.
+    d : Out(signed(w)).array(q * copies)
+        The delta, at ``S_FMUL - 1`` (when the lanes register it for BP), in
+        the same order.
     """
 
-    def __init__(self, fmt, q, acc_banks=None, acc_width=None, da_shape=None):
+    def __init__(self, fmt, q, acc_banks=None, acc_width=None, da_shape=None, copies=1):
         check_fmt(fmt, "DeltaUnit")
         check_int(q, "q", "DeltaUnit")
+        check_int(copies, "copies", "DeltaUnit")
         if acc_banks is not None:
             check_int(acc_banks, "acc_banks", "DeltaUnit")
             check_int(acc_width, "acc_width", "DeltaUnit")
             if acc_banks % q:
                 raise ValueError(f"DeltaUnit: {acc_banks} accumulator banks do not hold q={q} "
                                  f"neurons per block")
-        self.fmt, self.q, self.acc_banks = fmt, q, acc_banks
+        self.fmt, self.q, self.acc_banks, self.copies = fmt, q, acc_banks, copies
         w = signed(fmt.width)
+        n = q * copies
         members = {"k": In(LR_BITS), "b": In(w).array(q), "b_new": Out(w).array(q),
-                   "db": Out(signed(fmt.width + 1)).array(q), "d": Out(w).array(q)}
+                   "db": Out(signed(fmt.width + 1)).array(n), "d": Out(w).array(n)}
         if acc_banks is None:
             members["delta"] = In(w).array(q)
         else:
@@ -189,9 +200,18 @@ class DeltaUnit(wiring.Component):
                 d = mul.o                                                      # S_DB
             m.submodules[f"step{i}"] = step = BiasStep(fmt)
             m.d.comb += [step.d.eq(d), step.k.eq(self.k)]
-            db = reg(m, step.o, f"db{i}")                                      # S_BIAS
-            m.d.comb += [self.db[i].eq(db), self.b_new[i].eq(sat_value(self.b[i] + db, fmt)),
-                         self.d[i].eq(delay(m, d, S_FMUL - 1 - S_DB, f"dd{i}"))]
+            # S_BIAS: the bias step; S_FMUL - 1: the delta, delayed; the last
+            # register of each is copied (kept apart: ``keep``) per group of lanes
+            dd = delay(m, d, S_FMUL - 2 - S_DB, f"dd{i}")
+            keep = self.copies > 1
+            for c in range(self.copies):
+                sfx = "" if c == 0 else f"_c{c}"
+                db = reg(m, step.o, f"db{i}{sfx}", keep=keep)                   # S_BIAS
+                m.d.comb += [self.db[i * self.copies + c].eq(db),
+                             self.d[i * self.copies + c].eq(reg(m, dd, f"d{i}_lanes{sfx}",
+                                                               keep=keep))]
+                if c == 0:
+                    m.d.comb += self.b_new[i].eq(sat_value(self.b[i] + db, fmt))
         return m
 
 

@@ -94,10 +94,11 @@ class Sequencer(wiring.Component):
         m = Module()
         geo, t = self.geo, self.time
         c, cc = t.phase, geo.clocks_per_sample
+        c_next = Mux(t.cycle_end, 0, c + 1)
         m.d.comb += [t.active.eq(c < geo.cfg.cycle), t.cycle_end.eq(c == cc - 1),
                      self.need_input.eq(c < geo.beats_per_sample),
-                     self.need_next.eq(t.cycle_end | (c + 1 < geo.beats_per_sample))]
-        m.d.sync += [c.eq(Mux(t.cycle_end, 0, c + 1)), self.clocks.eq(self.clocks + 1)]
+                     self.need_next.eq(c_next < geo.beats_per_sample)]
+        m.d.sync += [c.eq(c_next), self.clocks.eq(self.clocks + 1)]
         with m.If(t.cycle_end & (t.jcycle < self.tmax)):
             m.d.sync += t.jcycle.eq(t.jcycle + 1)
         slot, _ = wrap_counter(m, t.cycle_end, geo.K_info, "info_in")
@@ -392,7 +393,9 @@ class StallControl(wiring.Component):
     Members
     -------
     need_input : In(1)
-        The core consumes a beat in this clock (if it runs).
+        The core consumes a beat in this clock (if it runs): 1 after reset,
+        and it changes only in enabled clocks, to ``need_next``
+        (``StallControl`` keeps a register copy of it made that way).
     need_next : In(1)
         ``need_input`` of the core's next enabled clock.
     i_valid : In(1); i_ready : Out(1); i_payload : In(beat_layout)
@@ -432,7 +435,15 @@ class StallControl(wiring.Component):
         m = Module()
         # the input register
         full = Signal(name="in_full")
-        take = self.ce & self.need_input
+        # ``need_input`` as a register (the core's phase only moves when
+        # ``ce``), so that ``i.ready``, and the load enable of the beat's
+        # flip-flops all over the chip, are one LUT from ``i.valid`` and
+        # registers (the phase decode in that path was board@64's ECP5
+        # critical path, docs/synthesis.md)
+        need = Mux(self.ce, self.need_next, self.need_input)
+        need_now = Signal(name="need_now", init=1)
+        m.d.sync += need_now.eq(need)
+        take = self.ce & need_now
         m.d.comb += self.i_ready.eq(~full | take)
         accept = self.i_valid & self.i_ready
         with m.If(accept):
@@ -463,7 +474,6 @@ class StallControl(wiring.Component):
         # the enable: ``want`` (the core could run in this clock) and ``ce``
         # are registers, made from the next clock's fill and phase
         want, ran1, ran2 = Signal(name="want"), Signal(name="want_d1"), Signal(name="want_d2")
-        need = Mux(self.ce, self.need_next, self.need_input)
         want_next = (~need | full_next) & (count_next < 2)
         m.d.sync += [want.eq(want_next), ran1.eq(want), ran2.eq(ran1),
                      self.ce.eq(want_next & want & ran1), self.ro_mode.eq(~want)]

@@ -15,8 +15,8 @@ from amaranth.back import rtlil
 from amaranth.hdl import Shape
 
 from sparse_edge.gen.config import MAX_ETA_EXP, load_config
-from sparse_edge.gen.geometry import (K_MAX, LR_BITS, REFERENCE_OVERHEAD, STAGES,
-                                      WRITE_LATENCY, IntShape, NetworkGeometry, bits,
+from sparse_edge.gen.geometry import (K_MAX, LANES_PER_OPERAND_COPY, LR_BITS,
+                                      REFERENCE_OVERHEAD, STAGES, WRITE_LATENCY, IntShape, NetworkGeometry, bits,
                                       hardware_schedule)
 from sparse_edge.gen.estimate import NETWORK_OUTPUT_MEMBERS
 from sparse_edge.gen.synth import _mul_cells
@@ -37,6 +37,29 @@ CONFIGS = [make_config([16, 8, 4], [2, 2], 16), make_config([16, 8, 4], [2, 2], 
 def test_range_shape_is_amaranths(lo, hi):
     s = Shape.cast(range(lo, hi + 1))
     assert IntShape.for_range(lo, hi) == IntShape(s.width, s.signed)
+
+
+@pytest.mark.parametrize("name, cycle", [("board", 32), ("board", 64), ("board", 128),
+                                         ("icann", None)])
+def test_operand_copies_split_each_neurons_lanes(name, cycle):
+    """Lane ``k`` works for right neuron ``k // min(fi, z)`` (SPEC: a clock's
+    ``z`` edges are ``fi``-runs of consecutive right neurons); its neuron's
+    db/d copies each feed at most LANES_PER_OPERAND_COPY lanes, and every
+    copy feeds some."""
+    cfg = load_config(ROOT / "configs" / f"{name}.toml")
+    if cycle:
+        cfg = cfg.with_(cycle=cycle)
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg))
+    for j in range(1, cfg.junctions + 1):
+        z, fi = cfg.z[j - 1], cfg.fanin[j - 1]
+        use = Counter(geo.operand_copy(j, k) for k in range(z))
+        assert {i for i, _ in use} == set(range(geo.q[j]))
+        for k in range(z):
+            assert geo.operand_copy(j, k)[0] == (k // fi if fi <= z else 0)
+        assert set(use) == {(i, c) for i in range(geo.q[j])
+                            for c in range(geo.operand_copies[j])}
+        assert max(use.values()) <= LANES_PER_OPERAND_COPY
+        assert sum(use.values()) == z
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)

@@ -99,11 +99,12 @@ def test_a_corrupted_table_is_caught():
     assert neuron_mismatches(cfg, 1, corrupted)
 
 
-@pytest.mark.parametrize("hidden", [True, False])
-def test_delta_unit_is_fixed_ops_bp_and_up(hidden):
+@pytest.mark.parametrize("hidden, copies", [(True, 1), (False, 1), (True, 3), (False, 2)])
+def test_delta_unit_is_fixed_ops_bp_and_up(hidden, copies):
     """Hidden right layer: ``d = mul(a', sat(acc))`` as ``_FixedOps.bp`` forms
     the delta of a left neuron from its out-edges; output layer: the stored
-    delta.  Then the bias step and update as ``_FixedOps.up``."""
+    delta.  Then the bias step and update as ``_FixedOps.up``.  Every copy of
+    the lanes' operands (``copies``) carries the same ``db`` and ``d``."""
     cfg = make_config((16, 8, 4), (2, 2), 8, kind="random_start", seed=4)
     fmt, pat = cfg.fmt, cfg.patterns()[1]              # junction 2: left layer 8 (hidden)
     ops = _FixedOps(cfg, pat)
@@ -130,7 +131,9 @@ def test_delta_unit_is_fixed_ops_bp_and_up(hidden):
                int(k[i]))
         b_want.append(int(bb[0]))
         db_want.append(int(fmt.bias_step(d_want[i], int(k[i]))))
-    dut = DeltaUnit(fmt, 1, 2, 13, unsigned(6)) if hidden else DeltaUnit(fmt, 1)
+    dut = DeltaUnit(fmt, 1, 2, 13, unsigned(6), copies=copies) if hidden else \
+        DeltaUnit(fmt, 1, copies=copies)
+    assert len(dut.db) == len(dut.d) == copies
 
     async def tb(ctx):
         for t in range(n + S_W + 1):
@@ -147,10 +150,10 @@ def test_delta_unit_is_fixed_ops_bp_and_up(hidden):
                 ctx.set(dut.k, int(k[i]))
             if 0 <= (i := t - S_BIAS) < n:
                 ctx.set(dut.b[0], int(b[i]))
-                assert ctx.get(dut.db[0]) == db_want[i], i
+                assert [ctx.get(dut.db[c]) for c in range(copies)] == [db_want[i]] * copies, i
                 assert ctx.get(dut.b_new[0]) == b_want[i], i
             if 0 <= (i := t - S_W) < n:
-                assert ctx.get(dut.d[0]) == d_want[i], i
+                assert [ctx.get(dut.d[c]) for c in range(copies)] == [d_want[i]] * copies, i
             await ctx.tick()
 
     simulate(dut, tb)

@@ -8,7 +8,6 @@ missing tool, design too big, place & route failure) is checked for a clear
 message.  Tests needing a tool skip with a message naming it.
 """
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -17,13 +16,17 @@ import time
 from pathlib import Path
 
 import pytest
+from amaranth.back import rtlil
 
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.estimate import estimate
 from sparse_edge.gen.geometry import NetworkGeometry, hardware_schedule
-from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthError, SynthOptions,
+from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthOptions,
                                    ToolMissing, check_tools, synthesize)
+from sparse_edge.gen.synth_scripts import KEEP_COPIES
+from sparse_edge.gen.tools import run_yosys
 from sparse_edge.hdl.banks import READ_GROUP
+from sparse_edge.hdl.neuron import DeltaUnit
 
 from .conftest import assert_within_baseline, make_config
 
@@ -162,7 +165,26 @@ def test_stall_register_copies_survive_synthesis(reports, target):
         assert len(_ff_drivers(top_json, rf"[wb]_{reg}_g\d+$")) == groups, reg
     # likewise each input bank's write enable (hdl/sequencer.py InputLoader:
     # the small network's 8 beats per 16 clocks take the registered write)
-    assert len(_ff_drivers(top_json, r"in_en\d+$")) == small().z[0]
+    assert len(_ff_drivers(top_json, r"in_en\d+$")) == cfg.z[0]
+
+
+def test_operand_copies_survive_synthesis(tmp_path):
+    """A right neuron's ``db`` and ``d`` registers are copied per group of
+    lanes (hdl/neuron.py ``DeltaUnit(copies=)``, one copy per
+    LANES_PER_OPERAND_COPY lanes): after the flow's read script and
+    ``synth_ecp5`` each copy is still a flip-flop of its own (``opt_merge``
+    folds identical registers that are not marked keep)."""
+    try:
+        check_tools("ecp5-25f")
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    copies = 3
+    dut = DeltaUnit(small().fmt, 1, copies=copies)
+    (tmp_path / "top.il").write_text(rtlil.convert(dut, name="top", emit_src=False))
+    run_yosys("read_rtlil top.il\nhierarchy -top top\nproc\n"
+              f"{KEEP_COPIES}\nsynth_ecp5 -top top\nwrite_json top.json\n", cwd=tmp_path)
+    for pattern in (r"^db0(_c\d+)?$", r"^d0_lanes(_c\d+)?$"):
+        assert len(_ff_drivers(tmp_path / "top.json", pattern)) == copies, pattern
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
