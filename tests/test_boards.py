@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from sparse_edge.boards import registry
-from sparse_edge.boards.build import (BoardDoesNotFit, build_board, choose_cycle, link_rate,
-                                      program_command)
+from sparse_edge.boards.build import (ROUTER2_MIN_ITER, ROUTER2_PATIENCE, BoardDoesNotFit,
+                                      BuildError, _run_with_seeds, build_board, choose_cycle,
+                                      link_rate, program_command, router2_progress,
+                                      router2_stuck)
 from sparse_edge.boards.clocking import ecp5_pll, ice40_pll, pll_settings, xc7_mmcm
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.config import load_config
@@ -186,3 +188,56 @@ def test_arty_writes_the_vivado_plan_and_yosys_counts(tmp_path):
     assert any(n.endswith(".tcl") for n in rep["vivado_plan"])
     assert rep["resources"]["lut"]["reference"] == 46168
     assert 0 < rep["resources"]["lut"]["synth"] < 63400 and rep["resources"]["dsp"]["synth"] > 0
+
+
+#: A stand-in for an ECP5 build plan: "nextpnr" (a shell loop) logs router2
+#: lines to top.tim; with a seed below 3 it never converges, with seed 3 it
+#: finishes.  The seed is read from the plan's own ``--seed N`` line.
+_STUCK_PLAN = """\
+SEED_ARGS="--seed 1"
+seed=${SEED_ARGS#--seed }
+: > top.tim
+i=0
+while [ "$seed" -lt 3 ]; do
+  i=$((i+1))
+  echo "Info:     iter=$i wires=100 overused=7 overuse=7 archfail=NA" >> top.tim
+  sleep 0.005
+done
+echo "Info:     iter=1 wires=100 overused=0 overuse=0 archfail=0" >> top.tim
+echo "seed $seed" > routed.txt
+"""
+
+
+def test_router2_that_does_not_converge_is_stopped_and_retried_with_another_seed(tmp_path):
+    """nextpnr's router2 has no iteration limit: a build whose router2 makes
+    no progress (past ROUTER2_MIN_ITER, no new low of overused wires in
+    ROUTER2_PATIENCE iterations) is stopped and placed again with the next
+    seed; the report names the seed used and the attempts abandoned; with no
+    seed left the error says what to do."""
+    (tmp_path / "build_top.sh").write_text(_STUCK_PLAN)
+    msgs, rep = [], {}
+    secs = _run_with_seeds(rep, tmp_path, dict(os.environ), msgs.append, "ecp5 build")
+    assert (tmp_path / "routed.txt").read_text() == "seed 3\n"
+    assert secs > 0 and rep["nextpnr_seed"] == 3
+    assert [r["seed"] for r in rep["router_retries"]] == [1, 2]
+    assert all(r["iterations"] > ROUTER2_MIN_ITER and r["overused"] == 7
+               for r in rep["router_retries"])
+    assert any("placing again with seed 2" in m for m in msgs)
+    assert router2_progress(tmp_path / "top.tim") == [(1, 0)]
+    # every seed stuck: a BuildError that names the seeds and the way out
+    (tmp_path / "build_top.sh").write_text(_STUCK_PLAN.replace('-lt 3', '-lt 99'))
+    with pytest.raises(BuildError, match=r"not converged .* seeds \[1, 2, 3\].*--cycle"):
+        _run_with_seeds({}, tmp_path, dict(os.environ), msgs.append, "ecp5 build")
+    assert router2_progress(tmp_path / "nothing.tim") == []
+
+
+def test_router2_stuck_only_without_progress():
+    n, p = ROUTER2_MIN_ITER, ROUTER2_PATIENCE
+    falling = [(i, 10_000 // i) for i in range(1, 3 * n)]           # a new low every time
+    assert router2_stuck(falling) is None
+    hovering = [(i, max(120 - i, 110 + i % 7)) for i in range(1, n + p + 2)]
+    assert router2_stuck(hovering) == hovering[-1]
+    assert router2_stuck(hovering[:n - 1]) is None                  # too early to tell
+    assert router2_stuck(hovering + [(n + p + 2, 0)]) is None       # routed
+    slow = [(i, 1000 - i // 5) for i in range(1, 3 * n)]            # slow but still falling
+    assert router2_stuck(slow) is None
