@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from sparse_edge.boards import registry
-from sparse_edge.boards.build import (ROUTER2_MIN_ITER, ROUTER2_PATIENCE, BoardDoesNotFit,
-                                      BuildError, _run_with_seeds, build_board, choose_cycle,
-                                      link_rate, program_command, router2_progress,
-                                      router2_stuck)
+from sparse_edge.boards.build import (BoardDoesNotFit, BuildError, build_board, choose_cycle,
+                                      link_rate, program_command)
+from sparse_edge.boards.runner import (ROUTER2_MIN_ITER, ROUTER2_PATIENCE, router2_progress,
+                                       router2_stuck, run_with_seeds)
 from sparse_edge.boards.clocking import ecp5_pll, ice40_pll, pll_settings, xc7_mmcm
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.config import load_config
@@ -222,7 +222,7 @@ def test_router2_that_does_not_converge_is_stopped_and_retried_with_another_seed
     seed left the error says what to do."""
     (tmp_path / "build_top.sh").write_text(_STUCK_PLAN)
     msgs, rep = [], {}
-    secs = _run_with_seeds(rep, tmp_path, dict(os.environ), msgs.append, "ecp5 build")
+    secs = run_with_seeds(rep, tmp_path, dict(os.environ), msgs.append, "ecp5 build")
     assert (tmp_path / "routed.txt").read_text() == "seed 3\n"
     assert secs > 0 and rep["nextpnr_seed"] == 3
     assert [r["seed"] for r in rep["router_retries"]] == [1, 2]
@@ -233,7 +233,7 @@ def test_router2_that_does_not_converge_is_stopped_and_retried_with_another_seed
     # every seed stuck: a BuildError that names the seeds and the way out
     (tmp_path / "build_top.sh").write_text(_STUCK_PLAN.replace('-lt 3', '-lt 99'))
     with pytest.raises(BuildError, match=r"not converged .* seeds \[1, 2, 3\].*--cycle"):
-        _run_with_seeds({}, tmp_path, dict(os.environ), msgs.append, "ecp5 build")
+        run_with_seeds({}, tmp_path, dict(os.environ), msgs.append, "ecp5 build")
     assert router2_progress(tmp_path / "nothing.tim") == []
 
 
