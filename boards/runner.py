@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from ..gen.output import write_text
 from .errors import BuildError
 
 __all__ = ["NEXTPNR_SEEDS", "ROUTER2_MIN_ITER", "ROUTER2_PATIENCE", "RouterStuck",
@@ -100,7 +101,7 @@ def run_with_seeds(rep, bdir, env, progress, what):
     rep["nextpnr_seed"], rep["router_retries"] = NEXTPNR_SEEDS[0], []
     total = 0.0
     for n, seed in enumerate(NEXTPNR_SEEDS):
-        script.write_text(re.sub(r"--seed \d+", f"--seed {seed}", text))
+        write_text(script, re.sub(r"--seed \d+", f"--seed {seed}", text))
         (Path(bdir) / "top.tim").unlink(missing_ok=True)     # the last attempt's log
         t0 = time.monotonic()
         try:

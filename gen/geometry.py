@@ -22,7 +22,8 @@ from .schedule import Schedule
 __all__ = [
     "S_SEL", "S_DMUL", "S_DRND", "S_DB", "S_BIAS", "S_WMUL", "S_DW", "S_W", "S_FMUL",
     "S_PRND", "S_TREE", "S_ACC", "S_SUM", "S_SAT", "S_WR", "STAGES",
-    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "K_MAX", "LR_BITS", "CLOCK_BITS", "REFERENCE_OVERHEAD", "HW_SCHEDULES",
+    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "K_MAX", "LR_BITS", "CLOCK_BITS",
+    "REFERENCE_OVERHEAD", "HW_SCHEDULES",
     "bits", "IntShape", "hardware_schedule", "clocks_per_sample",
     "reference_clocks_per_sample", "NetworkGeometry",
 ]

@@ -13,7 +13,7 @@ from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..gen.geometry import LR_BITS, S_BIAS, S_DB, S_FMUL, S_SEL, S_SUM, bits
+from ..gen.geometry import LR_BITS, S_BIAS, S_DB, S_FMUL, S_SEL, S_SUM, S_WR, bits
 from .arith import ActivationROM, BiasStep, RoundMul, Saturate, check_fmt, check_int, sat_value
 from .pipeline import delay, reg, tree_levels, tree_sum
 
@@ -105,9 +105,9 @@ class NeuronUnit(wiring.Component):
             # RAM's clock-to-out does not lead into the right layer's bank
             # writes (board@128's ECP5 critical path, docs/synthesis.md)
             m.submodules[f"sat{i}"] = sat = Saturate(len(total), self.fmt)
-            m.d.comb += [sat.i.eq(total), rom.s[i].eq(sat.o)]
-            m.d.sync += [self.s[i].eq(reg(m, sat.o, f"s{i}_sat")),            # S_WR
-                         self.a[i].eq(rom.a[i])]
+            m.d.comb += [sat.i.eq(total), rom.s[i].eq(sat.o),
+                         self.s[i].eq(delay(m, sat.o, S_WR - S_SUM, f"s{i}"))]    # S_WR
+            m.d.sync += self.a[i].eq(rom.a[i])
             if self.derivative:
                 m.d.sync += self.da[i].eq(rom.da[i])
         return m
