@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 from .estimate_model import (_FAMILY_SCALE, ECP5, FAMILIES, Cost, _scaled,  # noqa: F401
                              dsp_tiles, map_memory, soft_multiplier_luts)
-from .geometry import (CLOCK_BITS, READOUT_LATENCY, NetworkGeometry, bits, clocks_per_sample,
-                       hardware_schedule)
+from .geometry import (BANKS_PER_ADDRESS_COPY, CLOCK_BITS, READOUT_LATENCY, NetworkGeometry,
+                       bits, clocks_per_sample, hardware_schedule)
 from .targets import get_target
 
 __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junction_memory_cost",
@@ -145,6 +145,10 @@ def junction_memory_cost(cfg, geo, j, fam):
     # - kept until the model is refitted (docs/synthesis.md)
     c.ff += (z + q) * w
     c.lut += (z + q) * w
+    # counted, not fitted: every group of BANKS_PER_ADDRESS_COPY weight (bias)
+    # banks beyond the first has its own read row, held row and write enable
+    for banks, depth in ((z, C), (q, geo.NR[j])):
+        c.ff += (-(-banks // BANKS_PER_ADDRESS_COPY) - 1) * (2 * bits(depth) + 1)
     tb = cfg.table_bits
     # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
     # (0, 1/4]): Yosys drops the constant ones

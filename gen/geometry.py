@@ -22,7 +22,7 @@ from .schedule import Schedule
 __all__ = [
     "S_SEL", "S_DMUL", "S_DRND", "S_DB", "S_BIAS", "S_WMUL", "S_DW", "S_W", "S_FMUL",
     "S_PRND", "S_TREE", "S_ACC", "S_SUM", "S_SAT", "S_WR", "STAGES",
-    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "K_MAX", "LR_BITS", "CLOCK_BITS",
+    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "BANKS_PER_ADDRESS_COPY", "K_MAX", "LR_BITS", "CLOCK_BITS",
     "REFERENCE_OVERHEAD", "HW_SCHEDULES",
     "bits", "IntShape", "hardware_schedule", "clocks_per_sample",
     "reference_clocks_per_sample", "NetworkGeometry",
@@ -62,6 +62,11 @@ WRITE_LATENCY = S_WR
 #: so no register drives lanes all over the chip (one ``db`` register to 64
 #: lanes was the board@64 ECP5 critical path, docs/synthesis.md).
 LANES_PER_OPERAND_COPY = 8
+#: Weight (bias) banks per copy of the datapath's row registers in a
+#: junction's ``WeightBanks`` (read row, held row = write-back row, write
+#: enable): one shared copy reached all of a junction's banks, the board@64
+#: ECP5 critical path after the operand copies (docs/synthesis.md).
+BANKS_PER_ADDRESS_COPY = 8
 #: Largest learning-rate exponent ``k`` (eta = 2**-k) the hardware shifts by.
 K_MAX = MAX_ETA_EXP
 #: Bits of the learning-rate field of an input beat (and of a sample's info slot).

@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
-from ..gen.geometry import READOUT_LATENCY, bits
+from ..gen.geometry import BANKS_PER_ADDRESS_COPY, READOUT_LATENCY, bits
 from .arith import check_int
 from .pipeline import reg
 
@@ -22,6 +22,7 @@ __all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort", "READ_
 #: (with 8, a group's select drove LUT RAMs of banks placed far apart, the
 #: critical path of board@64 on the ECP5 once the clock enable was a register).
 READ_GROUP = 1
+assert BANKS_PER_ADDRESS_COPY % READ_GROUP == 0     # a read group sees one copy
 
 
 class LayerBanks(wiring.Component):
@@ -139,7 +140,12 @@ class WeightBanks(wiring.Component):
     resumes two clocks after it could: the first ends ``ro_mode``, in the
     second (``resumed`` still low) each read port re-reads the address of the
     read the stall interrupted (``*_held``: the datapath's address one enabled
-    clock earlier).  Both address selects are registers and there is no
+    clock earlier, which is also the write-back row: a row read in one
+    enabled clock is written back in the next, the read-modify-write of
+    SPEC section 6).  The datapath gives its row and write enable one enabled
+    clock ahead (``*_next``); every group of :data:`BANKS_PER_ADDRESS_COPY`
+    banks registers its own copies of them (``*_addr_a*``, ``*_held_a*``,
+    ``*_we_a*``, kept), so no one address register reaches every bank.  Both address selects are registers and there is no
     select on the read data: every group of :data:`READ_GROUP` banks has its
     own address select and its own copies of the two stall registers
     (``running_g*`` = not ``ro_mode``, ``resumed_g*``, registered here from
@@ -169,12 +175,14 @@ class WeightBanks(wiring.Component):
         Clock enable (datapath writes happen only when high), next clock's
         stall state, read-out and load address; the load writes one clock
         after ``ld_en`` (the enable is decoded into a register per bank).
-    w_addr : In(range(C))
-        Weight row read by the datapath; ``w_data`` one clock later.
+    w_addr_next : In(range(C))
+        Weight row the datapath reads in its next enabled clock; ``w_data``
+        one clock after that read.
     w_data : Out(signed(w)).array(z)
-    w_waddr : In(range(C)); w_wdata : In(signed(w)).array(z); w_we : In(1)
-        Datapath write-back of a weight row (with ``ce``).
-    b_addr, b_data, b_waddr, b_wdata, b_we
+    w_we_next : In(1); w_wdata : In(signed(w)).array(z)
+        Write-back, in the next enabled clock, of the row read one enabled
+        clock before it (``w_wdata`` in the clock of the write).
+    b_addr_next, b_data, b_we_next, b_wdata
         The same for the bias banks (``q`` of them, depth ``NR``).
     ro_w, ro_b : Out(signed(w))
         The weight (bias) at the read-out address, one clock after it.
@@ -193,35 +201,38 @@ class WeightBanks(wiring.Component):
         w = signed(width)
         super().__init__({
             "access": In(AccessSignature(width, ro_rows, ro_lanes, ro_junctions)),
-            "w_addr": In(range(max(self.C, 2))), "w_data": Out(w).array(self.z),
-            "w_waddr": In(range(max(self.C, 2))), "w_wdata": In(w).array(self.z),
-            "w_we": In(1),
-            "b_addr": In(range(max(self.NR, 2))), "b_data": Out(w).array(self.q),
-            "b_waddr": In(range(max(self.NR, 2))), "b_wdata": In(w).array(self.q),
-            "b_we": In(1),
+            "w_addr_next": In(range(max(self.C, 2))), "w_data": Out(w).array(self.z),
+            "w_we_next": In(1), "w_wdata": In(w).array(self.z),
+            "b_addr_next": In(range(max(self.NR, 2))), "b_data": Out(w).array(self.q),
+            "b_we_next": In(1), "b_wdata": In(w).array(self.q),
             "ro_w": Out(w), "ro_b": Out(w),
         })
 
     def elaborate(self, platform):
         m = Module()
         acc = self.access
-        w_rd = self._banks(m, "w", self.w_init, self.C, self.w_addr, self.w_data,
-                           self.w_waddr, self.w_wdata, self.w_we, ~acc.ro_bias)
-        b_rd = self._banks(m, "b", self.b_init, self.NR, self.b_addr, self.b_data,
-                           self.b_waddr, self.b_wdata, self.b_we, acc.ro_bias)
+        w_rd = self._banks(m, "w", self.w_init, self.C, self.w_addr_next, self.w_data,
+                           self.w_wdata, self.w_we_next, ~acc.ro_bias)
+        b_rd = self._banks(m, "b", self.b_init, self.NR, self.b_addr_next, self.b_data,
+                           self.b_wdata, self.b_we_next, acc.ro_bias)
         lane = Signal(range(max(self.z, self.q, 2)), name="ro_lane_r")
         m.d.ro += lane.eq(acc.ro_lane)
         m.d.comb += [self.ro_w.eq(Array([p.data for p in w_rd])[lane]),
                      self.ro_b.eq(Array([p.data for p in b_rd])[lane])]
         return m
 
-    def _banks(self, m, kind, init, depth, addr, data, waddr, wdata, we, is_kind):
+    def _banks(self, m, kind, init, depth, addr_next, data, wdata, we_next, is_kind):
         """One kind of bank (weights or biases): memories, shared read ports,
         write ports with the load; returns the read ports."""
         acc = self.access
-        held = reg(m, addr, f"{kind}_held")            # enabled clocks only
         ports = []
         for i, words in enumerate(init):
+            if i % BANKS_PER_ADDRESS_COPY == 0:
+                a = i // BANKS_PER_ADDRESS_COPY
+                # the datapath's rows, enabled clocks only (``sync``)
+                addr = reg(m, addr_next, f"{kind}_addr_a{a}", keep=True)
+                held = reg(m, addr, f"{kind}_held_a{a}", keep=True)
+                we = reg(m, we_next, f"{kind}_we_a{a}", keep=True)
             if i % READ_GROUP == 0:
                 g = i // READ_GROUP
                 # ``running`` is ~ro_mode: a copy that resets to 0 (the iCE40
@@ -239,7 +250,7 @@ class WeightBanks(wiring.Component):
                               & (acc.ro_lane == i))
             m.d.comb += [
                 rp.addr.eq(read_addr), rp.en.eq(1), data[i].eq(rp.data),
-                wp.addr.eq(Mux(load, acc.ld_row, waddr)),
+                wp.addr.eq(Mux(load, acc.ld_row, held)),
                 wp.data.eq(Mux(load, acc.ld_data, wdata[i])),
                 wp.en.eq(load | (acc.ce & we)),
             ]

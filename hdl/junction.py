@@ -177,8 +177,7 @@ class Junction(wiring.Component):
             else:
                 left[role] = [p.data for p in ports]
         lanes = []
-        m.d.comb += [banks.w_addr.eq(ctl.w_addr), banks.w_waddr.eq(ctl.w_waddr),
-                     banks.w_we.eq(ctl.w_we)]
+        m.d.comb += [banks.w_addr_next.eq(ctl.w_addr_next), banks.w_we_next.eq(ctl.w_we_next)]
         for k in range(z):
             lane = self.make_lane(cfg.fmt, act, signed(cfg.fmt.width + 1), not self.first,
                                   where=(j, k))
@@ -213,8 +212,8 @@ class Junction(wiring.Component):
             for i in range(q):
                 m.d.comb += [self.da_rd[i].addr.eq(ctl.da_rd_addr),
                              du.da[i].eq(self.da_rd[i].data)]
-        m.d.comb += [du.k.eq(ctl.k_db), banks.b_addr.eq(ctl.b_addr),
-                     banks.b_waddr.eq(ctl.b_waddr), banks.b_we.eq(ctl.b_we),
+        m.d.comb += [du.k.eq(ctl.k_db), banks.b_addr_next.eq(ctl.b_addr_next),
+                     banks.b_we_next.eq(ctl.b_we_next),
                      nu.first_span.eq(ctl.first_span), nu.accumulate.eq(ctl.accumulate)]
         for i in range(q):
             m.d.comb += [du.b[i].eq(banks.b_data[i]), banks.b_wdata[i].eq(du.b_new[i]),

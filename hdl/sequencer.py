@@ -25,6 +25,10 @@ from .pipeline import Tags, reg, wrap_counter
 
 __all__ = ["TimeSignature", "Sequencer", "InputLoader", "JunctionControl", "StallControl"]
 
+# the weight (bias) banks write back the row they read one enabled clock
+# earlier (hdl/banks.py WeightBanks): the write-back stage follows the read's
+assert S_W == S_DW + 1 and S_BIAS == S_DB + 1
+
 
 class TimeSignature(wiring.Signature):
     """What every junction needs to know about time (as the
@@ -201,14 +205,16 @@ class JunctionControl(wiring.Component):
         S0: the right layer's delta inputs, natural order.
     blk_sel, dither_sel : Out
         ``S_SEL``: accumulator bank block; rotation banks -> lanes.
-    k_db, b_addr : Out
-        ``S_DB``: learning rate; bias read row.
-    b_waddr, b_we : Out
-        ``S_BIAS``: bias write-back.
-    w_addr : Out
-        ``S_DW``: weight read row.
-    w_waddr, w_we : Out
-        ``S_W``: weight write-back.
+    k_db : Out
+        ``S_DB``: learning rate.
+    b_addr_next, b_we_next : Out
+        ``S_DB - 1``: bias read row (read at ``S_DB``); ``S_DB``: bias
+        write-back enable (written at ``S_BIAS``, the row read at ``S_DB``).
+        One clock ahead: :class:`~.banks.WeightBanks` registers its own
+        copies per group of banks.
+    w_addr_next, w_we_next : Out
+        ``S_DW - 1``: weight read row (read at ``S_DW``); ``S_DW``: weight
+        write-back enable (written at ``S_W``, the row read at ``S_DW``).
     undither_tree, acc_rd_addr : Out (hidden left layer)
         ``S_TREE``: rotation lanes -> banks; accumulator reads.
     acc_wr_addr, acc_first, acc_we : Out (hidden left layer)
@@ -236,9 +242,8 @@ class JunctionControl(wiring.Component):
             "left_addr_ff": Out(bits(geo.K_act[j - 1] * R)).array(z),
             "left_addr_up": Out(bits(geo.K_act[j - 1] * R)).array(z),
             "dither_sel": Out(zrange), "k_db": Out(LR_BITS),
-            "b_addr": Out(range(max(NR, 2))), "b_waddr": Out(range(max(NR, 2))),
-            "b_we": Out(1), "w_addr": Out(range(max(cfg.cycle, 2))),
-            "w_waddr": Out(range(max(cfg.cycle, 2))), "w_we": Out(1),
+            "b_addr_next": Out(range(max(NR, 2))), "b_we_next": Out(1),
+            "w_addr_next": Out(range(max(cfg.cycle, 2))), "w_we_next": Out(1),
             "first_span": Out(1), "accumulate": Out(1), "wr_ok": Out(1),
         }
         if self.last:
@@ -326,11 +331,11 @@ class JunctionControl(wiring.Component):
         if self.dithered:
             m.d.comb += self.dither_sel.eq(tags("D", S_SEL))
         m.d.comb += [
-            self.k_db.eq(tags("k", S_DB)), self.b_addr.eq(tags("nat_row", S_DB)),
-            self.b_waddr.eq(tags("nat_row", S_BIAS)),
-            self.b_we.eq(tags("vup", S_BIAS) & tags("last_span", S_BIAS)),
-            self.w_addr.eq(tags("c", S_DW)), self.w_waddr.eq(tags("c", S_W)),
-            self.w_we.eq(tags("vup", S_W)),
+            self.k_db.eq(tags("k", S_DB)),
+            self.b_addr_next.eq(tags("nat_row", S_DB - 1)),
+            self.b_we_next.eq(tags("vup", S_BIAS - 1) & tags("last_span", S_BIAS - 1)),
+            self.w_addr_next.eq(tags("c", S_DW - 1)),
+            self.w_we_next.eq(tags("vup", S_W - 1)),
             self.first_span.eq(tags("first_span", S_SUM)),
             self.accumulate.eq(tags("vff", S_SUM)),
             self.wr_ok.eq(tags("vff", S_WR) & tags("last_span", S_WR)),

@@ -9,7 +9,7 @@ import pytest
 from amaranth.hdl import ClockDomain, ClockSignal, EnableInserter, Module, ResetSignal, signed
 from amaranth.sim import Simulator
 
-from sparse_edge.gen.geometry import READOUT_LATENCY
+from sparse_edge.gen.geometry import BANKS_PER_ADDRESS_COPY, READOUT_LATENCY
 from sparse_edge.hdl.banks import READ_GROUP, LayerBanks, ReadoutPort, WeightBanks
 
 
@@ -19,7 +19,7 @@ def simulate(dut, tb, ro=False):
         # everything in ``sync`` advances with the clock enable
         top = Module()
         top.submodules.dut = EnableInserter({"sync": dut.access.ce})(dut) \
-            if hasattr(dut, "w_addr") else dut
+            if hasattr(dut, "w_addr_next") else dut
         top.domains.ro = cd = ClockDomain("ro", local=True)
         top.d.comb += [cd.clk.eq(ClockSignal("sync")), cd.rst.eq(ResetSignal("sync"))]
         dut = top
@@ -83,36 +83,51 @@ class Weights:
         self.j = j
 
 
-@pytest.mark.parametrize("z", [READ_GROUP, READ_GROUP + 1])
+@pytest.mark.parametrize("z", [READ_GROUP, READ_GROUP + 1, BANKS_PER_ADDRESS_COPY + 2])
 def test_weight_banks_datapath_and_clock_enable(z):
-    wb = Weights(z=z)
-    dut, w = wb.dut, wb.w.copy()
-    C, z = w.shape
+    """The datapath gives each row one enabled clock ahead (``*_addr_next``,
+    ``*_we_next``); the banks read it in the next enabled clock and write
+    back the row read one enabled clock before (the read-modify-write),
+    from every bank group's own copy of the rows; a clock without ``ce``
+    changes nothing."""
+    wb = Weights(z=z, q=z + 1, NR=3)
+    dut = wb.dut
     rng = np.random.default_rng(2)
+    kinds = [("w", wb.w.copy()), ("b", wb.b.copy())]
 
     async def tb(ctx):
         ctx.set(dut.access.resumed_next, 1)
         ctx.set(dut.access.ro_mode_next, 0)
         await ctx.tick()                         # the banks' copies of the stall state
-        for t in range(40):
-            r, wr, ce = int(rng.integers(C)), int(rng.integers(C)), int(rng.integers(2))
-            new = rng.integers(-500, 500, z)
+        state = {kind: [0, 0, 0] for kind, _ in kinds}      # row, held row, write enable
+        for t in range(60):
+            ce = int(rng.integers(2))
             ctx.set(dut.access.ce, ce)
-            ctx.set(dut.w_addr, r)
-            ctx.set(dut.w_waddr, wr)
-            ctx.set(dut.w_we, 1)
-            for k in range(z):
-                ctx.set(dut.w_wdata[k], int(new[k]))
+            plan = []
+            for kind, store in kinds:
+                rows, banks = store.shape
+                r, we = int(rng.integers(rows)), int(rng.integers(2))
+                new = rng.integers(-500, 500, banks)
+                ctx.set(getattr(dut, f"{kind}_addr_next"), r)
+                ctx.set(getattr(dut, f"{kind}_we_next"), we)
+                for k in range(banks):
+                    ctx.set(getattr(dut, f"{kind}_wdata")[k], int(new[k]))
+                plan.append((kind, store, r, we, new))
             await ctx.tick()
-            if ce:
-                w[wr] = new
-            # the read port is transparent for its write port
-            assert [ctx.get(dut.w_data[k]) for k in range(z)] == list(w[r]), t
+            for kind, store, r, we, new in plan:
+                row, held, wen = state[kind]
+                if ce and wen:
+                    store[held] = new
+                if ce:
+                    state[kind] = [r, row, we]
+                # the read port is transparent for its write port
+                got = [ctx.get(p) for p in getattr(dut, f"{kind}_data")]
+                assert got == list(store[row]), (kind, t)
 
     simulate(dut, tb, ro=True)
 
 
-@pytest.mark.parametrize("z", [READ_GROUP, 2 * READ_GROUP + 1])
+@pytest.mark.parametrize("z", [READ_GROUP, 2 * READ_GROUP + 1, BANKS_PER_ADDRESS_COPY + 1])
 def test_weight_banks_read_out_load_and_resume(z):
     """While stalled (``ro_mode``) the read ports serve the read-out; a load
     lands one clock after ``ld_en`` and only in the addressed junction, kind
@@ -129,10 +144,12 @@ def test_weight_banks_read_out_load_and_resume(z):
         ctx.set(acc.resumed_next, 1)
         ctx.set(acc.ro_mode_next, 0)
         ctx.set(acc.ce, 1)
-        ctx.set(dut.w_addr, 2)                   # the datapath's address before the stall
+        ctx.set(dut.w_addr_next, 2)              # read before the interrupted one
+        await ctx.tick()
+        ctx.set(dut.w_addr_next, 1)              # the read the stall interrupts
         await ctx.tick()
         ctx.set(acc.ce, 0)
-        ctx.set(dut.w_addr, 3)                   # changes while stalled: not enabled
+        ctx.set(dut.w_addr_next, 3)              # changes while stalled: not enabled
         ctx.set(acc.ro_mode_next, 1)             # every bank group's copy: next clock
         await ctx.tick()
         for bias, store, lanes, rows in ((0, w, z, C), (1, b, q, NR)):
@@ -146,11 +163,12 @@ def test_weight_banks_read_out_load_and_resume(z):
                     await ctx.tick()
                     assert ctx.get(dut.ro_w if not bias else dut.ro_b) == store[row, lane]
         # load: a wrong junction is ignored, the right one lands a clock later
+        lane = min(2, z - 1)
         for junction, lands in ((wb.j, False), (wb.j - 1, True)):
             ctx.set(acc.ro_bias, 0)
             ctx.set(acc.ro_junction, junction)
             ctx.set(acc.ro_row, 1)
-            ctx.set(acc.ro_lane, 2)
+            ctx.set(acc.ro_lane, lane)
             ctx.set(acc.ld_en, 1)
             ctx.set(acc.ld_row, 1)               # as the ReadoutPort registers it
             ctx.set(acc.ld_data, 77)
@@ -159,12 +177,18 @@ def test_weight_banks_read_out_load_and_resume(z):
             await ctx.tick()
             await ctx.tick()
             assert (ctx.get(dut.ro_w) == 77) == lands
-        # resume: ro_mode off, ``resumed`` low: the held address (2) is read
+        w[1, lane] = 77
+        # resume: ro_mode off, ``resumed`` low: the held row (2) is read
         ctx.set(acc.ro_mode_next, 0)
         ctx.set(acc.resumed_next, 0)
         await ctx.tick()
         await ctx.tick()
         assert [ctx.get(dut.w_data[k]) for k in range(z)] == list(w[2])
+        # then (``resumed``) the interrupted read's row (1), still not enabled
+        ctx.set(acc.resumed_next, 1)
+        await ctx.tick()
+        await ctx.tick()
+        assert [ctx.get(dut.w_data[k]) for k in range(z)] == list(w[1])
 
     simulate(dut, tb, ro=True)
 

@@ -123,14 +123,19 @@ def test_junction_control_follows_the_schedule(j, kind):
                 else:
                     assert ctx.get(dut.da_rd_addr) == ((n - U) % K_da) * NR + nat
                 issue[clock] = (c, nat, n >= F, n >= U)
-            for stage, check in ((S_DB, "b_addr"), (S_BIAS, "b_waddr"), (S_DW, "w_addr"),
-                                 (S_W, "w_waddr")):
+            # the weight and bias rows one clock ahead of their reads, the
+            # write enables one clock ahead of their writes
+            for stage, check in ((S_DB - 1, "b_addr_next"), (S_DW - 1, "w_addr_next")):
                 if clock - stage in issue:
                     c0, nat, vff, vup = issue[clock - stage]
                     want = nat if check.startswith("b") else c0
                     assert ctx.get(getattr(dut, check)) == want, (check, clock)
-            if clock - S_W in issue:
-                assert ctx.get(dut.w_we) == issue[clock - S_W][3]
+            if clock - (S_W - 1) in issue:
+                assert ctx.get(dut.w_we_next) == issue[clock - (S_W - 1)][3]
+            if clock - (S_BIAS - 1) in issue:
+                c0, nat, vff, vup = issue[clock - (S_BIAS - 1)]
+                last_span = c0 % geo.span[j] == geo.span[j] - 1
+                assert ctx.get(dut.b_we_next) == (vup and last_span), clock
             if clock - S_WR in issue:
                 c0, nat, vff, vup = issue[clock - S_WR]
                 last_span = c0 % geo.span[j] == geo.span[j] - 1

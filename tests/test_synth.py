@@ -15,17 +15,18 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from amaranth.back import rtlil
 
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.estimate import estimate
-from sparse_edge.gen.geometry import NetworkGeometry, hardware_schedule
+from sparse_edge.gen.geometry import BANKS_PER_ADDRESS_COPY, NetworkGeometry, hardware_schedule
 from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthOptions,
                                    ToolMissing, check_tools, synthesize)
 from sparse_edge.gen.synth_scripts import KEEP_COPIES
 from sparse_edge.gen.tools import run_yosys
-from sparse_edge.hdl.banks import READ_GROUP
+from sparse_edge.hdl.banks import READ_GROUP, WeightBanks
 from sparse_edge.hdl.neuron import DeltaUnit
 
 from .conftest import assert_within_baseline, make_config
@@ -185,6 +186,28 @@ def test_operand_copies_survive_synthesis(tmp_path):
               f"{KEEP_COPIES}\nsynth_ecp5 -top top\nwrite_json top.json\n", cwd=tmp_path)
     for pattern in (r"^db0(_c\d+)?$", r"^d0_lanes(_c\d+)?$"):
         assert len(_ff_drivers(tmp_path / "top.json", pattern)) == copies, pattern
+
+
+def test_weight_row_copies_survive_synthesis(tmp_path):
+    """Every group of BANKS_PER_ADDRESS_COPY weight (bias) banks registers
+    its own copy of the datapath's read row, held row and write enable
+    (hdl/banks.py): after the flow's read script and ``synth_ecp5`` each
+    copy is still a flip-flop of its own."""
+    try:
+        check_tools("ecp5-25f")
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    rng = np.random.default_rng(0)
+    z, q = 2 * BANKS_PER_ADDRESS_COPY + 1, BANKS_PER_ADDRESS_COPY + 1
+    dut = WeightBanks(rng.integers(-99, 99, (8, z)), rng.integers(-99, 99, (4, q)), 10, 1,
+                      ro_rows=8, ro_lanes=z, ro_junctions=2)
+    (tmp_path / "top.il").write_text(rtlil.convert(dut, name="top", emit_src=False))
+    run_yosys("read_rtlil top.il\nhierarchy -top top\nproc\n"
+              f"{KEEP_COPIES}\nsynth_ecp5 -top top\nwrite_json top.json\n", cwd=tmp_path)
+    for kind, groups in (("w", 3), ("b", 2)):
+        for reg in ("addr", "held", "we"):
+            pattern = rf"^{kind}_{reg}_a\d+$"
+            assert len(_ff_drivers(tmp_path / "top.json", pattern)) == groups, pattern
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
