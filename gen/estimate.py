@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from .estimate_model import (_FAMILY_SCALE, ECP5, FAMILIES, Cost, _scaled,  # noqa: F401
                              dsp_tiles, map_memory, soft_multiplier_luts)
 from .geometry import (BANKS_PER_ADDRESS_COPY, CLOCK_BITS, READOUT_LATENCY, NetworkGeometry,
-                       bits, clocks_per_sample, hardware_schedule)
+                       bits, clocks_per_sample, hardware_schedule, row_rom_groups)
 from .targets import get_target
 
 __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junction_memory_cost",
@@ -158,7 +158,8 @@ def junction_memory_cost(cfg, geo, j, fam):
         c += map_memory(fam, wd, 1 << tb, q, True, 0, f"j{j} sigma' ROM")
     rb = bits(R)
     if rb:
-        c += map_memory(fam, z * rb, C, 1, True, 0, f"j{j} row-address ROM")
+        for lanes in row_rom_groups(z):       # one ROM per group of lanes
+            c += map_memory(fam, len(lanes) * rb, C, 1, True, 0, f"j{j} row-address ROM")
     return c
 
 

@@ -22,7 +22,8 @@ from .schedule import Schedule
 __all__ = [
     "S_SEL", "S_DMUL", "S_DRND", "S_DB", "S_BIAS", "S_WMUL", "S_DW", "S_W", "S_FMUL",
     "S_PRND", "S_TREE", "S_ACC", "S_SUM", "S_SAT", "S_WR", "STAGES",
-    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "BANKS_PER_ADDRESS_COPY", "K_MAX", "LR_BITS", "CLOCK_BITS",
+    "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "BANKS_PER_ADDRESS_COPY", "LANES_PER_ROW_ROM",
+    "row_rom_groups", "K_MAX", "LR_BITS", "CLOCK_BITS",
     "REFERENCE_OVERHEAD", "HW_SCHEDULES",
     "bits", "IntShape", "hardware_schedule", "clocks_per_sample",
     "reference_clocks_per_sample", "NetworkGeometry",
@@ -67,6 +68,18 @@ LANES_PER_OPERAND_COPY = 8
 #: enable): one shared copy reached all of a junction's banks, the board@64
 #: ECP5 critical path after the operand copies (docs/synthesis.md).
 BANKS_PER_ADDRESS_COPY = 8
+#: Lanes per row-address ROM of a junction's ``Interleaver``: each group of
+#: lanes has its own ROM and its own registered read address, so no one
+#: address reaches the whole ``C x z*log2(R)`` ROM (board@64 on the ECP5:
+#: the phase counter -> a 256-bit LUT ROM spread over the die, 13.8 ns of
+#: one net).
+LANES_PER_ROW_ROM = 8
+
+
+def row_rom_groups(z):
+    """The lanes of each row-address ROM: ``range``s of at most
+    :data:`LANES_PER_ROW_ROM` lanes covering ``0 .. z-1``."""
+    return [range(k, min(z, k + LANES_PER_ROW_ROM)) for k in range(0, z, LANES_PER_ROW_ROM)]
 #: Largest learning-rate exponent ``k`` (eta = 2**-k) the hardware shifts by.
 K_MAX = MAX_ETA_EXP
 #: Bits of the learning-rate field of an input beat (and of a sample's info slot).

@@ -4,7 +4,7 @@ reads (SPEC section 3, ``gen/interleaver.py``).
 * :class:`Rotator` moves ``z`` values by a run-time amount (a log-depth
   barrel rotator): lanes to banks and back under the ``bank_dither`` kind.
 * :class:`Interleaver` plays a junction's pattern clock by clock: the
-  row-address ROM filled from ``pattern.row_addr`` (prefetched two clocks),
+  row-address ROMs filled from ``pattern.row_addr`` (prefetched two clocks),
   the sweep counter and the per-sweep bank dither, giving the row each bank
   is read at in the issue stage.
 """
@@ -14,7 +14,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..gen.geometry import bits
+from ..gen.geometry import bits, row_rom_groups
 from .arith import check_int
 from .pipeline import reg, wrap_counter
 
@@ -124,9 +124,12 @@ class Interleaver(wiring.Component):
         The rows of the banks in clock ``c``, the dither, the first sweep.
 
     The ROM is read two clocks ahead (its registered read, then a register on
-    its output), so neither the ROM's logic nor the phase counter's fanout
-    sits on the path into the banks' read addresses: latency 0 from ``phase``
-    to ``row`` in steady state.
+    its output), from an address register loaded a clock before that, so
+    neither the ROM's logic nor the phase counter's fanout sits on the path
+    into the banks' read addresses: latency 0 from ``phase`` to ``row`` in
+    steady state.  Each group of ``LANES_PER_ROW_ROM`` lanes has a ROM and
+    an address register of its own (``rows{g}``, ``rows_addr{g}``, kept), so
+    no one address reaches a whole junction's ROM.
     """
 
     def __init__(self, pattern, cycle_clocks, checks=False):
@@ -179,16 +182,29 @@ class Interleaver(wiring.Component):
         return m
 
     def _lane_rows(self, m):
-        """The row of each lane in clock ``c``: the ROM read at ``(c + 2) mod
-        cc`` and registered, so its output holds row ``c`` when the phase
-        counter reaches ``c``."""
+        """The row of each lane in clock ``c``: for each group of lanes
+        (:func:`~sparse_edge.gen.geometry.row_rom_groups`) a ROM read at
+        ``(c + 2) mod cc`` from an address register of its own (loaded with
+        ``(c + 3) mod cc`` one clock before) and registered, so its output
+        holds row ``c`` when the phase counter reaches ``c``."""
         z, C, rb, cc = self.z, self.C, self.row_bits, self.cc
         rows = self.pattern.row_addr                           # (C, z)
-        packed = [sum(int(rows[c, k]) << (k * rb) for k in range(z)) for c in range(C)]
-        m.submodules.rows = rom = Memory(shape=z * rb, depth=C, init=packed)
-        port = rom.read_port()
         c = self.phase
-        nxt = c if cc <= 2 else Mux(c + 2 >= cc, c + 2 - cc, c + 2)   # (c + 2) mod cc
-        m.d.comb += port.addr.eq(Mux(nxt < C, nxt, 0))
-        rows_r = reg(m, port.data, "rows_r")
-        return [rows_r[k * rb:(k + 1) * rb] for k in range(z)]
+        if cc > 3:
+            ahead = Mux(c + 3 >= cc, c + 3 - cc, c + 3)       # (c + 3) mod cc
+        else:
+            ahead = Array([Const((i + 3) % cc, range(max(cc, 2))) for i in range(cc)])[c]
+        first = 2 % cc                                         # the read after reset (c = 0)
+        out = []
+        for g, lanes in enumerate(row_rom_groups(z)):
+            packed = [sum(int(rows[r, k]) << ((k - lanes.start) * rb) for k in lanes)
+                      for r in range(C)]
+            m.submodules[f"rows{g}"] = rom = Memory(shape=len(lanes) * rb, depth=C, init=packed)
+            port = rom.read_port()
+            addr = Signal(range(max(C, 2)), init=first if first < C else 0,
+                          name=f"rows_addr{g}", attrs={"keep": 1})
+            m.d.sync += addr.eq(Mux(ahead < C, ahead, 0))
+            m.d.comb += port.addr.eq(addr)
+            rows_r = reg(m, port.data, f"rows_r{g}")
+            out += [rows_r[i * rb:(i + 1) * rb] for i in range(len(lanes))]
+        return out

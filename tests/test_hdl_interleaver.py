@@ -39,12 +39,15 @@ def test_rotator_is_np_roll(z):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("p, n, fo, z, slack", [(16, 8, 2, 4, 0), (16, 8, 4, 8, 3),
                                                  (12, 6, 2, 3, 0), (8, 8, 1, 2, 5),
-                                                 (8, 4, 2, 8, 0)])
+                                                 (8, 4, 2, 8, 0), (24, 8, 2, 12, 1),
+                                                 (4, 4, 1, 2, 0), (4, 4, 1, 2, 1)])
 def test_interleaver_plays_the_pattern(kind, p, n, fo, z, slack):
     """In every clock of a junction cycle, bank ``b`` is read at row
     ``row_addr[c, (b - D) % z]`` with ``D = dither[c // R]``; the first sweep
     is flagged.  ``slack`` clocks after the ``C`` active ones stand for the
-    ``reference`` schedule's longer cycle."""
+    ``reference`` schedule's longer cycle; z = 12 takes two row-address ROMs
+    (LANES_PER_ROW_ROM = 8), the 2- and 3-clock cycles the prefetch's
+    modulo table."""
     pat = make_pattern(kind, p, n, fo, z, seed=5, junction=1).check()
     C, R = pat.cycle, p // z
     cc = C + slack
