@@ -146,9 +146,11 @@ def junction_memory_cost(cfg, geo, j, fam):
     c.ff += (z + q) * w
     c.lut += (z + q) * w
     # counted, not fitted: every group of BANKS_PER_ADDRESS_COPY weight (bias)
-    # banks beyond the first has its own read row, held row and write enable
+    # banks beyond the first has its own read row, held row and write enable,
+    # and every group its own copy of the load's row and data
     for banks, depth in ((z, C), (q, geo.NR[j])):
-        c.ff += (-(-banks // BANKS_PER_ADDRESS_COPY) - 1) * (2 * bits(depth) + 1)
+        groups = -(-banks // BANKS_PER_ADDRESS_COPY)
+        c.ff += (groups - 1) * (2 * bits(depth) + 1) + groups * (bits(geo.ro_rows) + w)
     tb = cfg.table_bits
     # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
     # (0, 1/4]): Yosys drops the constant ones

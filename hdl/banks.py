@@ -111,9 +111,10 @@ class AccessSignature(wiring.Signature):
         ``lane``, row ``row``) of junction ``ro_junction + 1``.
     ld_en : Out(1)
         Load the addressed word.
-    ld_row : Out(range(ro_rows)); ld_data : Out(signed(width))
-        Row and data of the load, registered one clock (they arrive with the
-        registered write enable).
+    ld_data : Out(signed(width))
+        Data of the load, in the clock of ``ld_en`` (with ``ro_row``): every
+        group of banks registers its own copy of the row and data, and the
+        load writes a clock later with the registered write enable.
     """
 
     def __init__(self, width, ro_rows, ro_lanes, ro_junctions):
@@ -121,7 +122,7 @@ class AccessSignature(wiring.Signature):
             "ce": Out(1), "ro_mode_next": Out(1, init=1), "resumed_next": Out(1),
             "ro_junction": Out(range(ro_junctions)), "ro_bias": Out(1),
             "ro_row": Out(range(ro_rows)), "ro_lane": Out(range(ro_lanes)),
-            "ld_en": Out(1), "ld_row": Out(range(ro_rows)), "ld_data": Out(signed(width)),
+            "ld_en": Out(1), "ld_data": Out(signed(width)),
         })
 
 
@@ -145,7 +146,10 @@ class WeightBanks(wiring.Component):
     SPEC section 6).  The datapath gives its row and write enable one enabled
     clock ahead (``*_next``); every group of :data:`BANKS_PER_ADDRESS_COPY`
     banks registers its own copies of them (``*_addr_a*``, ``*_held_a*``,
-    ``*_we_a*``, kept), so no one address register reaches every bank.  Both address selects are registers and there is no
+    ``*_we_a*``, kept), so no one address register reaches every bank; so
+    it does with the load's row and data (``*_ldrow_a*``, ``*_lddata_a*``,
+    in ``ro``: one shared load-row register was board@64's critical path
+    after the row-address ROMs).  Both address selects are registers and there is no
     select on the read data: every group of :data:`READ_GROUP` banks has its
     own address select and its own copies of the two stall registers
     (``running_g*`` = not ``ro_mode``, ``resumed_g*``, registered here from
@@ -233,6 +237,9 @@ class WeightBanks(wiring.Component):
                 addr = reg(m, addr_next, f"{kind}_addr_a{a}", keep=True)
                 held = reg(m, addr, f"{kind}_held_a{a}", keep=True)
                 we = reg(m, we_next, f"{kind}_we_a{a}", keep=True)
+                # the load's row and data (``ro``: also while stalled)
+                ld_row = reg(m, acc.ro_row, f"{kind}_ldrow_a{a}", "ro", keep=True)
+                ld_data = reg(m, acc.ld_data, f"{kind}_lddata_a{a}", "ro", keep=True)
             if i % READ_GROUP == 0:
                 g = i // READ_GROUP
                 # ``running`` is ~ro_mode: a copy that resets to 0 (the iCE40
@@ -250,8 +257,8 @@ class WeightBanks(wiring.Component):
                               & (acc.ro_lane == i))
             m.d.comb += [
                 rp.addr.eq(read_addr), rp.en.eq(1), data[i].eq(rp.data),
-                wp.addr.eq(Mux(load, acc.ld_row, held)),
-                wp.data.eq(Mux(load, acc.ld_data, wdata[i])),
+                wp.addr.eq(Mux(load, ld_row, held)),
+                wp.data.eq(Mux(load, ld_data, wdata[i])),
                 wp.en.eq(load | (acc.ce & we)),
             ]
             ports.append(rp)
@@ -260,8 +267,8 @@ class WeightBanks(wiring.Component):
 
 class ReadoutPort(wiring.Component):
     """The network's read-out and load port: passes the address and stall
-    state to every junction's :class:`WeightBanks` (load row and data
-    registered, in the ungated ``ro`` domain) and selects the read-out data
+    state to every junction's :class:`WeightBanks` (which register the load's
+    row and data per group of banks) and selects the read-out data
     from the addressed junction, ``READOUT_LATENCY`` (2) clocks after the
     address: each junction's read-out word (its lane select behind the bank
     read register) is registered once more before the junction select.
@@ -301,10 +308,8 @@ class ReadoutPort(wiring.Component):
         m = Module()
         acc = self.access
         for name in ("ce", "ro_mode_next", "resumed_next", "ro_junction", "ro_bias", "ro_row",
-                     "ro_lane", "ld_en"):
+                     "ro_lane", "ld_en", "ld_data"):
             m.d.comb += getattr(acc, name).eq(getattr(self, name))
-        # the load writes one clock after its address, from registered row and data
-        m.d.ro += [acc.ld_row.eq(self.ro_row), acc.ld_data.eq(self.ld_data)]
         sel_j, sel_b = self.ro_junction, self.ro_bias
         for i in range(READOUT_LATENCY):
             sel_j = reg(m, sel_j, f"ro_j_d{i + 1}", "ro")

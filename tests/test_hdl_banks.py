@@ -170,10 +170,13 @@ def test_weight_banks_read_out_load_and_resume(z):
             ctx.set(acc.ro_row, 1)
             ctx.set(acc.ro_lane, lane)
             ctx.set(acc.ld_en, 1)
-            ctx.set(acc.ld_row, 1)               # as the ReadoutPort registers it
-            ctx.set(acc.ld_data, 77)
+            ctx.set(acc.ld_data, 77)             # with ld_en (the banks register it)
             await ctx.tick()
             ctx.set(acc.ld_en, 0)
+            ctx.set(acc.ld_data, 0)
+            ctx.set(acc.ro_row, 0)               # the row and data were taken with ld_en
+            await ctx.tick()                     # the write lands
+            ctx.set(acc.ro_row, 1)
             await ctx.tick()
             await ctx.tick()
             assert (ctx.get(dut.ro_w) == 77) == lands
@@ -195,8 +198,8 @@ def test_weight_banks_read_out_load_and_resume(z):
 
 def test_readout_port_selects_and_registers():
     """The addressed junction's weight or bias, READOUT_LATENCY clocks after
-    its address, pipelined (a new address every clock); the load row and
-    data registered once."""
+    its address, pipelined (a new address every clock); the load data
+    passed on in its own clock (each group of banks registers it)."""
     dut = ReadoutPort(3, 10, ro_rows=8, ro_lanes=4, ro_junctions=3)
     addrs = [(j, bias) for j in (2, 0, 1) for bias in (1, 0)]
 
@@ -213,9 +216,9 @@ def test_readout_port_selects_and_registers():
             ctx.set(dut.ro_bias, bias)
             ctx.set(dut.ro_row, t)
             ctx.set(dut.ld_data, j + 40 * bias)
-            await ctx.tick()
-            assert ctx.get(dut.access.ld_row) == t
+            assert ctx.get(dut.access.ro_row) == t
             assert ctx.get(dut.access.ld_data) == j + 40 * bias
+            await ctx.tick()
             seen.append(ctx.get(dut.data))
         assert seen[READOUT_LATENCY - 1:][:len(addrs)] == [want(*a) for a in addrs]
 
