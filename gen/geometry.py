@@ -80,6 +80,8 @@ def row_rom_groups(z):
     """The lanes of each row-address ROM: ``range``s of at most
     :data:`LANES_PER_ROW_ROM` lanes covering ``0 .. z-1``."""
     return [range(k, min(z, k + LANES_PER_ROW_ROM)) for k in range(0, z, LANES_PER_ROW_ROM)]
+
+
 #: Largest learning-rate exponent ``k`` (eta = 2**-k) the hardware shifts by.
 K_MAX = MAX_ETA_EXP
 #: Bits of the learning-rate field of an input beat (and of a sample's info slot).

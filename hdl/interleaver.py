@@ -194,6 +194,8 @@ class Interleaver(wiring.Component):
             ahead = Mux(c + 3 >= cc, c + 3 - cc, c + 3)       # (c + 3) mod cc
         else:
             ahead = Array([Const((i + 3) % cc, range(max(cc, 2))) for i in range(cc)])[c]
+        masked = Signal(range(max(C, 2)), name="rows_ahead")     # a ROM address
+        m.d.comb += masked.eq(Mux(ahead < C, ahead, 0))
         first = 2 % cc                                         # the read after reset (c = 0)
         out = []
         for g, lanes in enumerate(row_rom_groups(z)):
@@ -201,10 +203,8 @@ class Interleaver(wiring.Component):
                       for r in range(C)]
             m.submodules[f"rows{g}"] = rom = Memory(shape=len(lanes) * rb, depth=C, init=packed)
             port = rom.read_port()
-            addr = Signal(range(max(C, 2)), init=first if first < C else 0,
-                          name=f"rows_addr{g}", attrs={"keep": 1})
-            m.d.sync += addr.eq(Mux(ahead < C, ahead, 0))
-            m.d.comb += port.addr.eq(addr)
+            m.d.comb += port.addr.eq(reg(m, masked, f"rows_addr{g}", keep=True,
+                                         init=first if first < C else 0))
             rows_r = reg(m, port.data, f"rows_r{g}")
             out += [rows_r[i * rb:(i + 1) * rb] for i in range(len(lanes))]
         return out

@@ -16,14 +16,15 @@ def as_shape(s):
     return Shape(s.width, s.signed)
 
 
-def reg(m, value, name, domain="sync", keep=False):
-    """``value`` registered once (a pipeline register named ``name``).
+def reg(m, value, name, domain="sync", keep=False, init=0):
+    """``value`` registered once (a pipeline register named ``name``, reset
+    to ``init``).
 
     ``keep``: a deliberate copy of a register another block has too (the
     synthesis flow keeps it a flip-flop of its own instead of merging the
     copies, see ``gen/synth_scripts.KEEP_COPIES``)."""
     value = Value.cast(value)
-    r = Signal(value.shape(), name=name, attrs={"keep": 1} if keep else {})
+    r = Signal(value.shape(), name=name, init=init, attrs={"keep": 1} if keep else {})
     m.d[domain] += r.eq(value)
     return r
 
