@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 from .estimate_model import (_FAMILY_SCALE, ECP5, FAMILIES, Cost, _scaled,  # noqa: F401
                              dsp_tiles, map_memory, soft_multiplier_luts)
-from .geometry import (BANKS_PER_ADDRESS_COPY, CLOCK_BITS, READOUT_LATENCY, NetworkGeometry,
-                       bits, clocks_per_sample, hardware_schedule, row_rom_groups)
+from .geometry import (CLOCK_BITS, READOUT_LATENCY, NetworkGeometry, bank_groups, bits,
+                       clocks_per_sample, hardware_schedule, row_rom_groups)
 from .targets import get_target
 
 __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junction_memory_cost",
@@ -149,7 +149,7 @@ def junction_memory_cost(cfg, geo, j, fam):
     # banks beyond the first has its own read row, held row and write enable,
     # and every group its own copy of the load's row and data
     for banks, depth in ((z, C), (q, geo.NR[j])):
-        groups = -(-banks // BANKS_PER_ADDRESS_COPY)
+        groups = len(bank_groups(banks))
         c.ff += (groups - 1) * (2 * bits(depth) + 1) + groups * (bits(geo.ro_rows) + w)
     tb = cfg.table_bits
     # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
@@ -201,6 +201,10 @@ def control_cost(cfg, geo, schedule, fam):
     # pixels) and second output entry (clock stamp), and the read-out's
     # per-junction weight and bias registers
     regs = 8 * z1 + CLOCK_BITS + 2 * cfg.junctions * cfg.fmt.width * (READOUT_LATENCY - 1)
+    if geo.beats_per_sample < geo.clocks_per_sample:
+        # the input loader's late write: every group of input banks has its
+        # own copy of the write address and enable, loaded a clock ahead
+        regs += len(bank_groups(z1)) * (bits(geo.K_act[0] * geo.R[1]) + 1)
     return Cost(lut=k["lut"] + k["lut_bank"] * z1 + k["lut_neuron"] * nq,
                 ff=k["ff"] + k["ff_bank"] * z1 + regs)
 

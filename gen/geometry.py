@@ -23,7 +23,7 @@ __all__ = [
     "S_SEL", "S_DMUL", "S_DRND", "S_DB", "S_BIAS", "S_WMUL", "S_DW", "S_W", "S_FMUL",
     "S_PRND", "S_TREE", "S_ACC", "S_SUM", "S_SAT", "S_WR", "STAGES",
     "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "BANKS_PER_ADDRESS_COPY", "LANES_PER_ROW_ROM",
-    "row_rom_groups", "K_MAX", "LR_BITS", "CLOCK_BITS",
+    "groups_of", "row_rom_groups", "bank_groups", "K_MAX", "LR_BITS", "CLOCK_BITS",
     "REFERENCE_OVERHEAD", "HW_SCHEDULES",
     "bits", "IntShape", "hardware_schedule", "clocks_per_sample",
     "reference_clocks_per_sample", "NetworkGeometry",
@@ -66,7 +66,9 @@ LANES_PER_OPERAND_COPY = 8
 #: Weight (bias) banks per copy of the datapath's row registers in a
 #: junction's ``WeightBanks`` (read row, held row = write-back row, write
 #: enable): one shared copy reached all of a junction's banks, the board@64
-#: ECP5 critical path after the operand copies (docs/synthesis.md).
+#: ECP5 critical path after the operand copies (docs/synthesis.md).  The
+#: ``InputLoader`` copies its next write address and enable per as many input
+#: banks.
 BANKS_PER_ADDRESS_COPY = 8
 #: Lanes per row-address ROM of a junction's ``Interleaver``: each group of
 #: lanes has its own ROM and its own registered read address, so no one
@@ -76,10 +78,22 @@ BANKS_PER_ADDRESS_COPY = 8
 LANES_PER_ROW_ROM = 8
 
 
+def groups_of(n, size):
+    """``range``s of at most ``size`` consecutive indices covering ``0 .. n-1``
+    (the last one may be shorter)."""
+    return [range(k, min(n, k + size)) for k in range(0, n, size)]
+
+
 def row_rom_groups(z):
-    """The lanes of each row-address ROM: ``range``s of at most
+    """The lanes of each row-address ROM: groups of at most
     :data:`LANES_PER_ROW_ROM` lanes covering ``0 .. z-1``."""
-    return [range(k, min(z, k + LANES_PER_ROW_ROM)) for k in range(0, z, LANES_PER_ROW_ROM)]
+    return groups_of(z, LANES_PER_ROW_ROM)
+
+
+def bank_groups(n):
+    """The banks sharing one copy of a row (address) register: groups of at
+    most :data:`BANKS_PER_ADDRESS_COPY` of the ``n`` banks."""
+    return groups_of(n, BANKS_PER_ADDRESS_COPY)
 
 
 #: Largest learning-rate exponent ``k`` (eta = 2**-k) the hardware shifts by.

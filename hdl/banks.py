@@ -12,7 +12,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
 from amaranth.lib.wiring import In, Out
 
-from ..gen.geometry import BANKS_PER_ADDRESS_COPY, READOUT_LATENCY, bits
+from ..gen.geometry import BANKS_PER_ADDRESS_COPY, READOUT_LATENCY, bank_groups, bits
 from .arith import check_int
 from .pipeline import reg
 
@@ -230,9 +230,10 @@ class WeightBanks(wiring.Component):
         write ports with the load; returns the read ports."""
         acc = self.access
         ports = []
+        first_of_group = {g.start: a for a, g in enumerate(bank_groups(len(init)))}
         for i, words in enumerate(init):
-            if i % BANKS_PER_ADDRESS_COPY == 0:
-                a = i // BANKS_PER_ADDRESS_COPY
+            if i in first_of_group:
+                a = first_of_group[i]
                 # the datapath's rows, enabled clocks only (``sync``)
                 addr = reg(m, addr_next, f"{kind}_addr_a{a}", keep=True)
                 held = reg(m, addr, f"{kind}_held_a{a}", keep=True)

@@ -34,7 +34,8 @@ from .junction import Junction
 from .lane import EdgeLane
 from .neuron import NeuronUnit
 from .pipeline import as_shape
-from .sequencer import InputLoader, Sequencer, StallControl
+from .sequencer import InputLoader, Sequencer
+from .stall import StallControl
 
 # ``hardware_schedule``, ``NetworkGeometry`` and ``WRITE_LATENCY`` are defined
 # in gen/geometry.py (plain numbers, no Amaranth) and re-exported here, where
@@ -93,7 +94,7 @@ class Core(wiring.Component):
     clocks : Out(CLOCK_BITS)
         Enabled clocks so far.
     ce, ro_mode_next, resumed_next : In(1)
-        Clock enable and stall state from the :class:`~.sequencer.StallControl`.
+        Clock enable and stall state from the :class:`~.stall.StallControl`.
     ro_junction, ro_bias, ro_row, ro_lane, ld_en, ld_data : In; ro_data : Out
         The read-out and load port (:class:`~.banks.ReadoutPort`).
     """

@@ -1,5 +1,5 @@
-"""Control: the network's time base, the input load, each junction's
-addresses and pipeline tags, and the stalls.
+"""Control: the network's time base, the input load, and each junction's
+addresses and pipeline tags.
 
 * :class:`Sequencer` counts clocks within a junction cycle (the phase ``c``)
   and junction cycles, and keeps each sample's label, learning rate and
@@ -9,9 +9,9 @@ addresses and pipeline tags, and the stalls.
   addresses, stage by stage: which rotating copy each memory is at (from the
   schedule's ``F`` and ``U``), which row, and the tags (valid, learning rate,
   sweep, span, row) that travel down the pipeline with each edge.
-* :class:`StallControl` runs outside the gated core: it makes the global
-  clock enable (a register) from the input register and the output buffer
-  it keeps.
+
+The :class:`~.stall.StallControl` (``stall.py``) runs outside the gated core
+and makes its clock enable.
 """
 
 from amaranth.hdl import Array, Module, Mux, Signal, unsigned
@@ -19,11 +19,11 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import (CLOCK_BITS, LR_BITS, S_ACC, S_BIAS, S_DB, S_DW, S_SEL, S_SUM,
-                            S_TREE, S_W, S_WR, bits)
+                            S_TREE, S_W, S_WR, bank_groups, bits)
 from .interleaver import RowsSignature
 from .pipeline import Tags, reg, wrap_counter
 
-__all__ = ["TimeSignature", "Sequencer", "InputLoader", "JunctionControl", "StallControl"]
+__all__ = ["TimeSignature", "Sequencer", "InputLoader", "JunctionControl"]
 
 # the weight (bias) banks write back the row they read one enabled clock
 # earlier (hdl/banks.py WeightBanks): the write-back stage follows the read's
@@ -125,7 +125,12 @@ class InputLoader(wiring.Component):
     registers instead of every bank's write port (on board@64 it was the
     critical path), one address and enable register per bank (a shared one
     was the next); the copy is first read in a later junction cycle either
-    way.
+    way.  Those per-bank registers are loaded from a copy per group of
+    :data:`~sparse_edge.gen.geometry.BANKS_PER_ADDRESS_COPY` banks
+    (``in_addr_a*``, ``in_idle_a*``, kept) that holds the clock's address
+    and enable, computed a clock ahead from the next phase, so no one compare
+    of the phase reaches all the banks' registers (board@64's next critical
+    path) and the write still lands one clock after its beat.
 
     Parameters
     ----------
@@ -155,19 +160,34 @@ class InputLoader(wiring.Component):
         m = Module()
         geo, fmt = self.geo, self.geo.cfg.fmt
         c = self.phase
-        slot, _ = wrap_counter(m, self.cycle_end, geo.K_act[0], "act0_in")
-        addr, en = slot * geo.R[1] + c, c < geo.beats_per_sample
+        K, R, beats = geo.K_act[0], geo.R[1], geo.beats_per_sample
+        slot, wraps = wrap_counter(m, self.cycle_end, K, "act0_in")
+        addr, en = slot * R + c, c < beats
+        if self.late:
+            # the next clock's address and enable (the phase and slot after
+            # this enabled clock)
+            c_next = Mux(self.cycle_end, 0, c + 1)
+            slot_next = Mux(wraps, 0, Mux(self.cycle_end, slot + 1, slot))
+            addr_next, idle_next = slot_next * R + c_next, c_next >= beats
+            first_of_group = {g.start: a for a, g in enumerate(bank_groups(len(self.wr)))}
         for b, wp in enumerate(self.wr):
             px = self.pixels[b]
             code = (px << (fmt.frac_bits - 8)) if fmt.frac_bits >= 8 else \
                 (px >> (8 - fmt.frac_bits))
             if self.late:
+                if b in first_of_group:
+                    # this clock's address and enable, one copy per group of
+                    # banks (the enable stored inverted: it resets to 0 as
+                    # an iCE40 flip-flop must, phase 0 being a beat)
+                    a = first_of_group[b]
+                    g_addr = reg(m, addr_next, f"in_addr_a{a}", keep=True)
+                    g_en = ~reg(m, idle_next, f"in_idle_a{a}", keep=True)
                 # each bank its own address and enable register (kept: one
                 # shared copy and its write decode reached every input bank
                 # across the chip, board@64's critical path)
-                m.d.comb += [wp.addr.eq(reg(m, addr, f"in_addr{b}", keep=True)),
+                m.d.comb += [wp.addr.eq(reg(m, g_addr, f"in_addr{b}", keep=True)),
                              wp.data.eq(reg(m, code, f"in_px{b}")),
-                             wp.en.eq(reg(m, en, f"in_en{b}", keep=True))]
+                             wp.en.eq(reg(m, g_en, f"in_en{b}", keep=True))]
             else:
                 m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
         return m
@@ -367,121 +387,3 @@ class JunctionControl(wiring.Component):
             ]
             for bb in range(geo.z[j + 1]):
                 m.d.comb += self.act_wr_en[bb].eq(self.wr_ok & (tags("blk", S_WR) == bb // q))
-
-
-class StallControl(wiring.Component):
-    """The global clock enable, the input register and the output buffer
-    (outside the gated core).
-
-    The core runs (``ce``) when it has its input (no beat needed, or one in
-    the input register) and room for its output (at most one result in the
-    two-entry output buffer), in the third of three clocks in which it could:
-    after a stall the weight and bias read ports, which serve the read-out
-    while the core is stalled (``ro_mode``), go back to the datapath's
-    address and re-read it (``resumed`` low), see :class:`~.banks.WeightBanks`.
-
-    ``ce`` is a register: whether the core may run in the next clock is
-    decided from registers (the input register's and output buffer's fill,
-    the core's phase), so the enable that reaches every register and memory
-    port of the core starts at a flip-flop instead of at the handshakes
-    (``i.valid`` and ``o.ready`` only reach registers here).  That is what the
-    input register and the second output entry are for: beats wait one clock
-    in the register, and a result can be formed while the previous one has
-    not been read.
-
-    Parameters
-    ----------
-    beat_layout, result_layout : StructLayout
-        The input beat (``pixels``, ``label``, ``lr``, ``update``) and the
-        output's payload (``prediction``, ``clock``, optionally ``outputs``).
-
-    Members
-    -------
-    need_input : In(1)
-        The core consumes a beat in this clock (if it runs): 1 after reset,
-        and it changes only in enabled clocks, to ``need_next``
-        (``StallControl`` keeps a register copy of it made that way).
-    need_next : In(1)
-        ``need_input`` of the core's next enabled clock.
-    i_valid : In(1); i_ready : Out(1); i_payload : In(beat_layout)
-        The input handshake.
-    beat : Out(beat_layout)
-        The input register, the beat the core consumes.
-    o_ready : In(1); o_valid : Out(1); result : Out(result_layout)
-        The output handshake and payload.
-    pred_valid : In(1); pred, clocks, outputs : In
-        The core's prediction (taken when ``ce`` and ``pred_valid``).
-    ce : Out(1); ro_mode : Out(1); resumed : Out(1)
-        The clock enable and the stall state (``ro_mode``: stalled since
-        the last clock; ``resumed``: not in the first clock after a stall).
-    ro_mode_next, resumed_next : Out(1)
-        ``ro_mode`` and ``resumed`` of the next clock: the core's weight banks
-        register their own copies of them (no one register drives every read
-        address).
-    """
-
-    def __init__(self, beat_layout, result_layout):
-        self.beat_layout, self.result_layout = beat_layout, result_layout
-        fields = result_layout.members
-        self.with_outputs = "outputs" in fields
-        members = {"need_input": In(1), "need_next": In(1),
-                   "i_valid": In(1), "i_ready": Out(1), "i_payload": In(beat_layout),
-                   "beat": Out(beat_layout),
-                   "o_ready": In(1), "o_valid": Out(1), "result": Out(result_layout),
-                   "pred_valid": In(1), "pred": In(fields["prediction"]),
-                   "clocks": In(fields["clock"]),
-                   "ce": Out(1), "ro_mode": Out(1, init=1), "resumed": Out(1),
-                   "ro_mode_next": Out(1, init=1), "resumed_next": Out(1)}
-        if self.with_outputs:
-            members["outputs"] = In(fields["outputs"])
-        super().__init__(members)
-
-    def elaborate(self, platform):
-        m = Module()
-        # the input register
-        full = Signal(name="in_full")
-        # ``need_input`` as a register (the core's phase only moves when
-        # ``ce``), so that ``i.ready``, and the load enable of the beat's
-        # flip-flops all over the chip, are one LUT from ``i.valid`` and
-        # registers (the phase decode in that path was board@64's ECP5
-        # critical path, docs/synthesis.md)
-        need = Mux(self.ce, self.need_next, self.need_input)
-        need_now = Signal(name="need_now", init=1)
-        m.d.sync += need_now.eq(need)
-        take = self.ce & need_now
-        m.d.comb += self.i_ready.eq(~full | take)
-        accept = self.i_valid & self.i_ready
-        with m.If(accept):
-            m.d.sync += self.beat.eq(self.i_payload)
-        full_next = Signal(name="in_full_next")
-        m.d.comb += full_next.eq(accept | (full & ~take))
-        m.d.sync += full.eq(full_next)
-        # the output buffer: two entries, ``head`` (the output) and ``tail``
-        count = Signal(range(3), name="out_count")
-        tail = Signal(self.result_layout, name="out_tail")
-        new = Signal(self.result_layout, name="out_new")
-        m.d.comb += [new.prediction.eq(self.pred), new.clock.eq(self.clocks)]
-        if self.with_outputs:
-            m.d.comb += new.outputs.eq(self.outputs)
-        push = self.ce & self.pred_valid
-        pop = self.o_valid & self.o_ready
-        m.d.comb += self.o_valid.eq(count != 0)
-        with m.If(pop):
-            m.d.sync += self.result.eq(tail)
-        with m.If(push):
-            with m.If((count == 0) | ((count == 1) & pop)):
-                m.d.sync += self.result.eq(new)
-            with m.Else():
-                m.d.sync += tail.eq(new)
-        count_next = Signal(range(3), name="out_count_next")
-        m.d.comb += count_next.eq(count + push - pop)
-        m.d.sync += count.eq(count_next)
-        # the enable: ``want`` (the core could run in this clock) and ``ce``
-        # are registers, made from the next clock's fill and phase
-        want, ran1, ran2 = Signal(name="want"), Signal(name="want_d1"), Signal(name="want_d2")
-        want_next = (~need | full_next) & (count_next < 2)
-        m.d.sync += [want.eq(want_next), ran1.eq(want), ran2.eq(ran1),
-                     self.ce.eq(want_next & want & ran1), self.ro_mode.eq(~want)]
-        m.d.comb += [self.resumed.eq(ran2),
-                     self.ro_mode_next.eq(~want), self.resumed_next.eq(ran1)]
-        return m

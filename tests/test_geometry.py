@@ -15,9 +15,10 @@ from amaranth.back import rtlil
 from amaranth.hdl import Shape
 
 from sparse_edge.gen.config import MAX_ETA_EXP, load_config
-from sparse_edge.gen.geometry import (K_MAX, LANES_PER_OPERAND_COPY, LR_BITS,
-                                      REFERENCE_OVERHEAD, STAGES, WRITE_LATENCY, IntShape, NetworkGeometry, bits,
-                                      hardware_schedule)
+from sparse_edge.gen.geometry import (BANKS_PER_ADDRESS_COPY, K_MAX, LANES_PER_OPERAND_COPY,
+                                      LANES_PER_ROW_ROM, LR_BITS, REFERENCE_OVERHEAD, STAGES,
+                                      WRITE_LATENCY, IntShape, NetworkGeometry, bank_groups, bits,
+                                      groups_of, hardware_schedule, row_rom_groups)
 from sparse_edge.gen.estimate import NETWORK_OUTPUT_MEMBERS
 from sparse_edge.gen.synth import _mul_cells
 from sparse_edge.hdl.arith import BiasStep
@@ -60,6 +61,19 @@ def test_operand_copies_split_each_neurons_lanes(name, cycle):
                             for c in range(geo.operand_copies[j])}
         assert max(use.values()) <= LANES_PER_OPERAND_COPY
         assert sum(use.values()) == z
+
+
+@pytest.mark.parametrize("n, size", [(1, 8), (8, 8), (9, 8), (64, 8), (20, 3)])
+def test_groups_cover_every_index_once(n, size):
+    """groups_of (the row ROMs' lanes, the banks sharing a row register):
+    consecutive groups of at most ``size`` covering ``0 .. n-1`` once, all
+    full but the last."""
+    groups = groups_of(n, size)
+    assert [i for g in groups for i in g] == list(range(n))
+    assert all(len(g) == size for g in groups[:-1]) and 1 <= len(groups[-1]) <= size
+    assert len(groups) == -(-n // size)
+    assert bank_groups(n) == groups_of(n, BANKS_PER_ADDRESS_COPY)
+    assert row_rom_groups(n) == groups_of(n, LANES_PER_ROW_ROM)
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)

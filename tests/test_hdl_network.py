@@ -22,7 +22,9 @@ from .test_hdl_lane import BrokenUpdateLane
 # (id, layers, fanout, C, (int, frac), kind, schedule) -- together they cover
 # L = 2, 3, 4; 8-, 10- and 12-bit formats; every interleaver kind; several
 # neurons per clock (C | N), one per clock, multi-clock neurons (N | C) down
-# to a single lane; one-row banks (C = fo) and p/z = 2; both schedules.
+# to a single lane; one-row banks (C = fo) and p/z = 2; both schedules; and
+# 20 lanes (several groups of row ROMs, weight-bank row copies and input-load
+# copies: gen/geometry.py groups_of) with the input written late.
 CASES = [
     ("L2-multiclock-ref", (8, 4), (2,), 8, (2, 7), "random_start", "reference"),
     ("L2-multiclock-fast", (8, 4), (2,), 8, (2, 7), "zero_start", "fast"),
@@ -36,6 +38,7 @@ CASES = [
     ("L3-mixed-regimes", (16, 4, 8), (2, 4), 8, (2, 6), "bank_dither", "fast"),
     ("L4-fast", (8, 4, 4, 4), (2, 2, 2), 4, (2, 7), "row_permutation", "fast"),
     ("L4-ref-12bit", (8, 8, 4, 4), (2, 2, 2), 8, (4, 7), "random_start", "reference"),
+    ("L3-z20-groups", (80, 16, 4), (2, 2), 8, (2, 7), "random_start", "fast"),
 ]
 
 

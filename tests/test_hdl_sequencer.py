@@ -2,17 +2,16 @@
 # (a LayerBanks is built only for its port signature and addresses)
 """hdl/sequencer.py on its own: the time base and sample slots, the input
 load, one junction's copy counters and stage-delayed addresses against the
-schedule (``gen/geometry.py``), and the stall control's handshakes."""
+schedule (``gen/geometry.py``)."""
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
 from sparse_edge.gen.geometry import (S_BIAS, S_DB, S_DW, S_W, S_WR, NetworkGeometry,
-                                      hardware_schedule)
+                                      bank_groups, hardware_schedule)
 from sparse_edge.hdl.banks import LayerBanks
-from sparse_edge.hdl.network import beat_layout, result_layout
 from sparse_edge.hdl.pipeline import as_shape
-from sparse_edge.hdl.sequencer import InputLoader, JunctionControl, Sequencer, StallControl
+from sparse_edge.hdl.sequencer import InputLoader, JunctionControl, Sequencer
 
 from .conftest import make_config
 
@@ -54,14 +53,18 @@ def test_sequencer_time_base_and_sample_slots(kind):
     simulate(dut, tb)
 
 
-def test_input_loader_fills_rows_of_the_sample_copy():
+@pytest.mark.parametrize("layers", [(16, 8, 4), (80, 16, 4)])
+def test_input_loader_fills_rows_of_the_sample_copy(layers):
     """Beat ``r`` of sample ``n`` lands in row ``r`` of copy ``n % K_act[0]``
-    of every input bank, pixels mapped into the fraction field."""
-    cfg = make_config((16, 8, 4), (2, 2), 8)       # 4 beats in 8 clocks: late writes
+    of every input bank, pixels mapped into the fraction field, one clock
+    after its beat, in every group of banks (the second config: 20 banks,
+    three groups of address and enable copies)."""
+    cfg = make_config(layers, (2, 2), 8)       # 4 or 5 beats in 8 clocks: late writes
     geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
     banks = LayerBanks(as_shape(geo.act_shape[0]), cfg.z[0], geo.R[1], geo.K_act[0])
     dut = InputLoader(geo, banks.wr[0].signature)
     assert dut.late
+    assert len(bank_groups(cfg.z[0])) == (1 if cfg.z[0] <= 8 else 3)
     cc, beats, z1 = geo.clocks_per_sample, geo.beats_per_sample, cfg.z[0]
     rng = np.random.default_rng(0)
     px = rng.integers(0, 256, (6, beats, z1))
@@ -75,8 +78,13 @@ def test_input_loader_fills_rows_of_the_sample_copy():
             if n < 6 and c < beats:
                 for b in range(z1):
                     ctx.set(dut.pixels[b], int(px[n, c, b]))
-            if ctx.get(dut.wr[0].en):
-                writes.append((ctx.get(dut.wr[0].addr), [ctx.get(p.data) for p in dut.wr]))
+            ens = {ctx.get(p.en) for p in dut.wr}
+            assert len(ens) == 1, f"clock {clock}: the banks' write enables differ"
+            if ens.pop():
+                addrs = {ctx.get(p.addr) for p in dut.wr}
+                assert len(addrs) == 1, f"clock {clock}: the banks' write rows differ"
+                assert clock % cc <= beats, f"clock {clock}: a write later than its beat + 1"
+                writes.append((addrs.pop(), [ctx.get(p.data) for p in dut.wr]))
             await ctx.tick()
 
     simulate(dut, tb)
@@ -141,70 +149,5 @@ def test_junction_control_follows_the_schedule(j, kind):
                 last_span = c0 % geo.span[j] == geo.span[j] - 1
                 assert ctx.get(dut.wr_ok) == (vff and last_span)
             await ctx.tick()
-
-    simulate(dut, tb)
-
-
-def test_stall_control_handshakes():
-    """A beat waits in the input register; the enable (a register) rises in
-    the third clock the core could run; the beat is taken only then; results
-    queue in a two-entry buffer, a third stalls the core until one is read."""
-    cfg = make_config((16, 8, 4), (2, 2), 8)
-    dut = StallControl(beat_layout(cfg), result_layout(cfg))
-
-    async def tb(ctx):
-        ctx.set(dut.need_input, 1)
-        ctx.set(dut.need_next, 1)
-        ctx.set(dut.i_valid, 0)
-        ctx.set(dut.o_ready, 1)
-        await ctx.tick()
-        assert ctx.get(dut.ro_mode) and not ctx.get(dut.ce)
-        assert ctx.get(dut.i_ready)                # the input register is empty
-        ctx.set(dut.i_valid, 1)
-        ctx.set(dut.i_payload.label, 1)
-        seen = []
-        for _ in range(5):
-            seen.append((ctx.get(dut.ce), ctx.get(dut.i_ready), ctx.get(dut.resumed)))
-            await ctx.tick()
-            ctx.set(dut.i_payload.label, 2)
-        # clock 0: the beat enters the register (ready while empty); clock 1
-        # the core could run, clock 3 is the third such clock; from then on
-        # a beat is taken and one accepted every clock
-        assert seen == [(0, 1, 0), (0, 0, 0), (0, 0, 0), (1, 1, 1), (1, 1, 1)]
-        assert not ctx.get(dut.ro_mode)
-        assert ctx.get(dut.beat.label) == 2
-        # no beat offered while one is needed: the core stops in the next clock
-        ctx.set(dut.i_valid, 0)
-        await ctx.tick()
-        assert not ctx.get(dut.ce) and ctx.get(dut.i_ready)
-        ctx.set(dut.need_input, 0)
-        ctx.set(dut.need_next, 0)
-        for _ in range(3):                         # no beat needed: it runs again
-            await ctx.tick()
-        assert ctx.get(dut.ce)
-        # results while the output is not read: two are held, then it stalls
-        ctx.set(dut.o_ready, 0)
-        ctx.set(dut.pred_valid, 1)
-        for pred, clock in ((3, 1234), (1, 1300)):
-            ctx.set(dut.pred, pred)
-            ctx.set(dut.clocks, clock)
-            assert ctx.get(dut.ce)
-            await ctx.tick()
-        ctx.set(dut.pred_valid, 0)
-        assert ctx.get(dut.o_valid) and ctx.get(dut.result.prediction) == 3
-        assert ctx.get(dut.result.clock) == 1234
-        assert not ctx.get(dut.ce)                 # the buffer is full: stall
-        ctx.set(dut.o_ready, 1)
-        await ctx.tick()                           # the first is read
-        assert ctx.get(dut.o_valid) and ctx.get(dut.result.prediction) == 1
-        assert ctx.get(dut.result.clock) == 1300
-        ctx.set(dut.o_ready, 0)
-        for _ in range(2):                         # room again: it runs in the
-            assert not ctx.get(dut.ce)             # third clock it could
-            await ctx.tick()
-        assert ctx.get(dut.ce)
-        ctx.set(dut.o_ready, 1)
-        await ctx.tick()
-        assert not ctx.get(dut.o_valid)
 
     simulate(dut, tb)

@@ -22,7 +22,8 @@ from amaranth.back import rtlil
 
 from sparse_edge.gen.cli import main
 from sparse_edge.gen.estimate import estimate
-from sparse_edge.gen.geometry import BANKS_PER_ADDRESS_COPY, NetworkGeometry, hardware_schedule
+from sparse_edge.gen.geometry import (BANKS_PER_ADDRESS_COPY, NetworkGeometry, bank_groups,
+                                      hardware_schedule)
 from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthOptions,
                                    ToolMissing, check_tools, synthesize)
 from sparse_edge.gen.synth_scripts import KEEP_COPIES
@@ -168,6 +169,8 @@ def test_stall_register_copies_survive_synthesis(reports, target):
     # likewise each input bank's write enable (hdl/sequencer.py InputLoader:
     # the small network's 8 beats per 16 clocks take the registered write)
     assert len(_ff_drivers(top_json, r"in_en\d+$")) == cfg.z[0]
+    # and each group of input banks its copy of the next enable they load
+    assert len(_ff_drivers(top_json, r"in_idle_a\d+$")) == len(bank_groups(cfg.z[0]))
 
 
 def test_operand_copies_survive_synthesis(tmp_path):
