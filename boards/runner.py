@@ -1,7 +1,7 @@
 """Running Amaranth's build plan (``build_top.sh``) for a board build:
 progress lines, and a watch on nextpnr's router2, which has no iteration
-limit of its own: a run that stops making progress is stopped and placed
-again with the next seed (docs/boards.md)."""
+limit of its own (``gen/router_watch.py``): a run that stops making progress
+is stopped and placed again with the next seed (docs/boards.md)."""
 
 import os
 import re
@@ -11,23 +11,17 @@ import time
 from pathlib import Path
 
 from ..gen.output import write_text
+from ..gen.router_watch import (ROUTER2_MIN_ITER, ROUTER2_PATIENCE, router2_progress,
+                                router2_stuck)
 from .errors import BuildError
 
 __all__ = ["NEXTPNR_SEEDS", "ROUTER2_MIN_ITER", "ROUTER2_PATIENCE", "RouterStuck",
            "router2_progress", "router2_stuck", "run_script", "run_with_seeds"]
 
 
-#: nextpnr seeds a board build tries, in order, when router2 stops making progress.
+#: nextpnr seeds a board build tries, in order, when router2 stops making
+#: progress (:func:`~sparse_edge.gen.router_watch.router2_stuck`).
 NEXTPNR_SEEDS = (1, 2, 3)
-#: router2 (which has no limit of its own) counts as not converging when, past
-#: ROUTER2_MIN_ITER iterations, the count of overused wires has not reached a
-#: new low for ROUTER2_PATIENCE iterations.  The ULX3S demo (C = 16, 114 of
-#: 156 DSPs) routes in 64 iterations on a good placement; on bad ones
-#: router2 hovered at 110-126 overused wires from iteration ~300 to 976 (25
-#: min), at 268-376 from iteration 30 to 80, and at 21-59 from 57 to 101.
-ROUTER2_MIN_ITER = 150
-ROUTER2_PATIENCE = 60
-_ROUTER2_ITER = re.compile(rb"iter=(\d+) wires=\d+ overused=(\d+)")
 
 
 class RouterStuck(BuildError):
@@ -36,28 +30,6 @@ class RouterStuck(BuildError):
     def __init__(self, msg, iterations, overused):
         super().__init__(msg)
         self.iterations, self.overused = iterations, overused
-
-
-def router2_progress(path):
-    """``[(iteration, overused wires), ...]`` of the router2 lines in a
-    nextpnr log (empty before router2 reports or without the file)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return []
-    return [(int(i), int(o)) for i, o in _ROUTER2_ITER.findall(data)]
-
-
-def router2_stuck(progress, min_iter=ROUTER2_MIN_ITER, patience=ROUTER2_PATIENCE):
-    """The last ``(iteration, overused)`` if router2 is past ``min_iter``
-    iterations with wires still overused and no new low of the overused
-    count in the last ``patience`` iterations, else None."""
-    if not progress or progress[-1][0] <= min_iter or progress[-1][1] == 0:
-        return None
-    last = progress[-1][0]
-    best_before = min((o for i, o in progress if i <= last - patience), default=None)
-    recent = min(o for i, o in progress if i > last - patience)
-    return progress[-1] if best_before is not None and recent >= best_before else None
 
 
 def run_script(bdir, env, log, progress, what, pnr_log=None):

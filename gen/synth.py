@@ -60,7 +60,8 @@ from .synth_scripts import (_PREPARED, _SOFTMUL_FAMILIES, GOWIN_MUL_V,  # noqa: 
 from .synth_report import (MNIST_TEST, MNIST_TRAIN, cell_counts, format_report, pnr_resources,
                            refresh_estimate, resources_table, synth_resources, throughput,
                            timing_summary)
-from .tools import (Progress, SynthError, ToolFailed, ToolMissing, error_lines,
+from .router_watch import router2_watch
+from .tools import (Progress, SynthError, ToolFailed, ToolMissing, ToolStopped, error_lines,
                     package_versions, run_tool, source_digest, tool_command, tool_version)
 
 __all__ = ["Target", "TARGETS", "get_target", "SynthError", "ToolMissing", "ToolFailed",
@@ -424,8 +425,18 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         cname, ctext, _ = target.constraints(freq)
         output.write_text(bdir / cname, ctext)
         output.write_text(bdir / "nextpnr.cmd", " ".join(pnr_argv[1:]) + "\n")
-        rc, secs = run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
-                             f"{target.pnr_tool} place & route ({freq:g} MHz target)")
+        # router2 (ECP5) has no iteration limit: a run that stopped making
+        # progress is stopped (gen/router_watch.py)
+        watch = router2_watch(bdir / "nextpnr.log") if "router2" in pnr_argv else None
+        try:
+            rc, secs = run_tool("nextpnr", pnr_argv, bdir, "nextpnr.log", progress,
+                                f"{target.pnr_tool} place & route ({freq:g} MHz target)", watch)
+        except ToolStopped as e:
+            steps.append({"step": "nextpnr", "seconds": round(e.seconds, 2), "stopped": str(e)})
+            write("pnr_stuck")
+            raise PnRFailed(f"place & route of {cfg.name} on {target.name} did not converge: "
+                            f"{e}; try another placement seed (--seed {opts.seed + 1}) or a "
+                            f"larger --cycle (fewer lanes); log: {bdir / 'nextpnr.log'}") from None
         steps.append({"step": "nextpnr", "seconds": round(secs, 2)})
     if rc != 0 or not pnr_json.exists():
         errs = error_lines(bdir / "nextpnr.log") or error_lines(bdir / "nextpnr.log.out")

@@ -34,9 +34,10 @@ from pathlib import Path
 
 from .errors import SparseEdgeError
 
-__all__ = ["ToolError", "ToolMissing", "ToolFailed", "SynthError", "TOOLS", "tool_command",
-           "tool_version", "REPORT_PACKAGES", "package_versions", "run_yosys",
-           "HARDWARE_SOURCES", "source_digest", "Progress", "run_tool", "error_lines"]
+__all__ = ["ToolError", "ToolMissing", "ToolFailed", "ToolStopped", "SynthError", "TOOLS",
+           "tool_command", "tool_version", "REPORT_PACKAGES", "package_versions", "run_yosys",
+           "HARDWARE_SOURCES", "source_digest", "Progress", "WATCH_SECONDS", "run_tool",
+           "error_lines"]
 
 
 class ToolError(SparseEdgeError):
@@ -56,6 +57,19 @@ class ToolMissing(SynthError, ToolError):
 
 class ToolFailed(SynthError, ToolError):
     """A tool exited with an error; the message quotes it and names the log."""
+
+
+class ToolStopped(ToolFailed):
+    """A tool was stopped by :func:`run_tool`'s ``watch`` (it would not have
+    finished); ``seconds`` it had run."""
+
+    def __init__(self, message, seconds=0.0):
+        super().__init__(message)
+        self.seconds = seconds
+
+
+#: Seconds between two calls of :func:`run_tool`'s ``watch``.
+WATCH_SECONDS = 2.0
 
 
 #: tool -> (environment variable, default command, PyPI package providing it)
@@ -299,10 +313,14 @@ def _tail_status(log, tool):
     return found[-1].decode(errors="replace") if found else ""
 
 
-def run_tool(tool, argv, cwd, log, progress, step):
+def run_tool(tool, argv, cwd, log, progress, step, watch=None):
     """Run a tool in ``cwd`` (stdout and stderr to ``{log}.out``), ticking
     ``progress`` (a :class:`Progress`) with the tool's current pass read from
-    ``log``; returns ``(exit status, seconds)``."""
+    ``log``; returns ``(exit status, seconds)``.
+
+    ``watch``: called every :data:`WATCH_SECONDS` while the tool runs; when it
+    returns a reason (a string) the tool is stopped and :class:`ToolStopped`
+    raised with it (e.g. ``gen/router_watch.router2_watch``)."""
     out_path = Path(cwd) / f"{log}.out"
     progress.start(step)
     with open(out_path, "wb") as out:
@@ -310,6 +328,7 @@ def run_tool(tool, argv, cwd, log, progress, step):
             proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
         except OSError as e:
             raise ToolMissing(f"{tool} cannot be started ({argv[0]}): {e}") from None
+        checked = time.monotonic()
         try:
             while True:
                 try:
@@ -317,6 +336,13 @@ def run_tool(tool, argv, cwd, log, progress, step):
                     break
                 except subprocess.TimeoutExpired:
                     progress.tick(_tail_status(Path(cwd) / log, tool))
+                if watch is not None and time.monotonic() - checked >= WATCH_SECONDS:
+                    checked = time.monotonic()
+                    why = watch()
+                    if why:
+                        secs = progress.done(" (stopped)")
+                        raise ToolStopped(f"{tool} stopped after {secs:.0f} s: {why}",
+                                          seconds=secs)
         except BaseException:
             proc.kill()
             proc.wait()

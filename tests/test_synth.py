@@ -232,6 +232,49 @@ def test_estimate_beside_actual(reports, target):
         100 * (res["lut"]["estimate"] - res["lut"]["used"]) / res["lut"]["used"], abs=0.1)
 
 
+#: A stand-in for nextpnr-ecp5: answers ``--version`` like the real one (so
+#: the Yosys netlist of the real build is reused) and, as a placement router2
+#: cannot route, logs router2 iterations with 7 wires overused forever.
+_STUCK_NEXTPNR = """\
+#!/bin/sh
+if [ "$1" = "--version" ]; then echo "{version}"; exit 0; fi
+log=/dev/null
+while [ $# -gt 0 ]; do [ "$1" = "-l" ] && log=$2; shift; done
+i=0
+while true; do
+  i=$((i+1))
+  echo "Info:     iter=$i wires=100 overused=7 overuse=7 archfail=NA" >> "$log"
+  sleep 0.002
+done
+"""
+
+
+def test_router2_that_stops_converging_is_stopped(reports, build_root, tmp_path, monkeypatch):
+    """nextpnr's router2 (the ECP5 router) has no iteration limit: ``synth``
+    stops a run whose count of overused wires stopped falling
+    (gen/router_watch.py), writes a ``pnr_stuck`` report and says which seed
+    to try instead of waiting for ever."""
+    rep0 = _report(reports, "ecp5-25f")
+    root = tmp_path / "synth"
+    shutil.copytree(build_root, root)          # the session's builds stay as they are
+    fake = tmp_path / "nextpnr-stuck"
+    fake.write_text(_STUCK_NEXTPNR.format(version=rep0["tools"]["nextpnr-ecp5"]["version"]))
+    fake.chmod(0o755)
+    monkeypatch.setenv("NEXTPNR_ECP5", str(fake))
+    t0 = time.monotonic()
+    with pytest.raises(PnRFailed, match=r"did not converge: nextpnr stopped after \d+ s: "
+                                        r"router2 had not converged after \d+ iterations "
+                                        r"\(7 wires still overused.*--seed 8"):
+        synthesize(small(), "ecp5-25f", SynthOptions(seed=7), build_root=root,
+                   progress=_quiet())
+    assert time.monotonic() - t0 < 120
+    bdir = root / Path(rep0["build_dir"]).relative_to(build_root)
+    rep = json.loads((bdir / "report.json").read_text())
+    assert rep["status"] == "pnr_stuck"
+    assert [s.get("cached") for s in rep["steps"] if s["step"] == "yosys"] == [True]
+    assert "router2 had not converged" in rep["steps"][-1]["stopped"]
+
+
 def test_unchanged_rebuild_is_instant(reports, build_root):
     rep0 = _report(reports, "ecp5-25f")
     t0 = time.monotonic()
