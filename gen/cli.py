@@ -148,6 +148,9 @@ def build_parser():
     p.add_argument("--schedule", choices=("fast", "reference"), default="fast")
     p.add_argument("--freq", type=float, help="nextpnr clock target in MHz (default per target)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    p.add_argument("--seeds", metavar="LIST",
+                   help="a seed sweep: nextpnr once per seed (e.g. 1,2,3), the build "
+                        "directory left as the fastest seed's build (gen/seed_sweep.py)")
     p.add_argument("--placer", choices=("heap", "sa", "static"),
                    help="nextpnr placer (default: nextpnr's own, heap); static is not "
                         "available for gw5a-138")

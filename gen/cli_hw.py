@@ -71,7 +71,24 @@ def cmd_estimate(args):
     return 0
 
 
+def parse_seeds(text, seed=1):
+    """``--seeds 1,2,3`` as a list of distinct non-negative ints (``seed``:
+    ``--seed``, which a sweep replaces: it must be left at its default)."""
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give nextpnr seeds separated by commas, "
+                        "e.g. --seeds 1,2,3") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: give distinct non-negative seeds separated by "
+                        "commas, e.g. --seeds 1,2,3")
+    if seed != 1:
+        raise UserError(f"--seed {seed} and --seeds {text}: give one or the other")
+    return seeds
+
+
 def cmd_synth(args):
+    from .seed_sweep import format_sweep, sweep_seeds  # deferred: imports Amaranth
     from .synth import (DoesNotFit, Progress, SynthOptions,  # deferred: imports Amaranth
                         format_report, synthesize)
     cfg = hw_config(args)
@@ -90,11 +107,19 @@ def cmd_synth(args):
                         pnr=not args.no_pnr, pack=not args.no_pack,
                         global_enable=not args.no_global_enable,
                         nextpnr_args=pnr_args)
+    seeds = parse_seeds(args.seeds, args.seed) if args.seeds is not None else None
+    if seeds is not None and args.no_pnr:
+        raise UserError("--seeds with --no-pnr: the seeds are nextpnr's; without place and "
+                        "route there is nothing to sweep")
     check_outputs(out_dir=args.out, json_file=args.json)
     prog = Progress(f"{cfg.name} {t.name}", quiet=args.quiet)
     try:
-        rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
-                         force=args.rebuild)
+        if seeds is None:
+            rep = synthesize(cfg, t, opts, build_root=args.build_dir, progress=prog,
+                             force=args.rebuild)
+        else:
+            rep = sweep_seeds(cfg, t, opts, seeds, build_root=args.build_dir, progress=prog,
+                              force=args.rebuild)
     except DoesNotFit as e:
         if e.report:
             print(format_report(e.report))
@@ -104,11 +129,20 @@ def cmd_synth(args):
     print(format_report(rep))
     bdir = Path(rep["build_dir"])
     print(f"report: {bdir / 'report.json'} (logs beside it)")
+    if seeds is not None:
+        print(format_sweep(rep["seed_sweep"]))
+        print(f"the build directory is seed {rep['seed_sweep']['best_seed']}'s; every seed's "
+              f"results: {bdir / 'seeds'}")
     if args.out:
         files = ("report.json", "summary.txt")
         with output.publish(args.out, "synth", owned=files) as tmp:
-            for name in files:
-                output.write_bytes(tmp / name, (bdir / name).read_bytes())
+            if seeds is None:
+                for name in files:
+                    output.write_bytes(tmp / name, (bdir / name).read_bytes())
+            else:       # the best seed's report, with the sweep
+                output.write_json(tmp / "report.json", rep)
+                output.write_text(tmp / "summary.txt", format_report(rep) + "\n"
+                                  + format_sweep(rep["seed_sweep"]) + "\n")
         print(f"copied report.json and summary.txt to {args.out}")
     if args.json:
         output.write_json(args.json, rep)

@@ -313,6 +313,7 @@ def synthesize(cfg, target, opts=None, build_root="build/synth", progress=None, 
         progress.message(f"unchanged: report from {bdir} ({time.monotonic() - t_emit:.1f} s)")
         refresh_estimate(rep, est, target)
         rep["cached"] = True
+        rep["build_dir"] = str(bdir)            # where it is now (a build root can move)
         return rep
     bdir.mkdir(parents=True, exist_ok=True)
     output.write_text(bdir / "top.v", verilog)

@@ -26,12 +26,13 @@ from sparse_edge.gen.geometry import (BANKS_PER_ADDRESS_COPY, NetworkGeometry, b
                                       hardware_schedule)
 from sparse_edge.gen.synth import (TARGETS, DoesNotFit, PnRFailed, SynthOptions,
                                    ToolMissing, check_tools, synthesize)
+from sparse_edge.gen.seed_sweep import sweep_seeds
 from sparse_edge.gen.synth_scripts import KEEP_COPIES
 from sparse_edge.gen.tools import run_yosys
 from sparse_edge.hdl.banks import READ_GROUP, WeightBanks
 from sparse_edge.hdl.neuron import DeltaUnit
 
-from .conftest import assert_within_baseline, make_config
+from .conftest import ROOT, assert_within_baseline, make_config
 
 pytestmark = pytest.mark.tools
 
@@ -273,6 +274,90 @@ def test_router2_that_stops_converging_is_stopped(reports, build_root, tmp_path,
     assert rep["status"] == "pnr_stuck"
     assert [s.get("cached") for s in rep["steps"] if s["step"] == "yosys"] == [True]
     assert "router2 had not converged" in rep["steps"][-1]["stopped"]
+
+
+#: A stand-in for nextpnr-ecp5 in a seed sweep: answers ``--version`` like
+#: the real one; a run copies the real build's nextpnr report with the fmax
+#: its seed gives (seed 4: a routing failure) and counts itself in runs.txt.
+_SEEDED_NEXTPNR = """\
+#!{python}
+import json, sys
+from pathlib import Path
+argv = sys.argv[1:]
+if argv == ["--version"]:
+    print("{version}")
+    sys.exit(0)
+seed = int(argv[argv.index("--seed") + 1])
+with open("{runs}", "a") as f:
+    f.write(f"{{seed}}\\n")
+Path(argv[argv.index("-l") + 1]).write_text(f"Info: seed {{seed}}\\n")
+if seed == 4:
+    print("ERROR: failed to route")
+    sys.exit(1)
+rep = json.loads(Path("{real}").read_text())
+for clock in rep["fmax"].values():
+    clock["achieved"] = {{2: 150.0, 3: 20.0}}[seed]
+Path(argv[argv.index("--report") + 1]).write_text(json.dumps(rep))
+"""
+
+
+def test_seed_sweep_keeps_the_fastest_seed(reports, build_root, tmp_path, monkeypatch):
+    """``synth --seeds``: Yosys once, nextpnr per seed; the build directory is
+    left as the fastest seed's (a later ``--seed`` run of it is cached), a
+    failing seed is recorded and skipped, and a second sweep places nothing
+    again (each seed's results are kept and put back)."""
+    rep0 = _report(reports, "ecp5-25f")
+    root = tmp_path / "synth"
+    shutil.copytree(build_root, root)          # the session's builds stay as they are
+    bdir = root / Path(rep0["build_dir"]).relative_to(build_root)
+    runs, real = tmp_path / "runs.txt", tmp_path / "real_report.json"
+    shutil.copyfile(bdir / "nextpnr_report.json", real)
+    fake = tmp_path / "nextpnr-seeded"
+    fake.write_text(_SEEDED_NEXTPNR.format(
+        python=sys.executable, version=rep0["tools"]["nextpnr-ecp5"]["version"], runs=runs,
+        real=real))
+    fake.chmod(0o755)
+    monkeypatch.setenv("NEXTPNR_ECP5", str(fake))
+    rep = sweep_seeds(small(), "ecp5-25f", SynthOptions(), [1, 4, 2, 3], build_root=root,
+                      progress=_quiet())
+    assert runs.read_text().split() == ["4", "2", "3"]     # seed 1: the real build, cached
+    sweep = rep["seed_sweep"]
+    assert [(r["seed"], r["status"]) for r in sweep["runs"]] == \
+        [(1, "ok"), (4, "pnr_failed"), (2, "ok"), (3, "ok")]
+    assert [r["fmax_mhz"] for r in sweep["runs"]] == \
+        [pytest.approx(rep0["timing"]["fmax_mhz"]), None, pytest.approx(150.0),
+         pytest.approx(20.0)]
+    assert "failed to route" in sweep["runs"][1]["message"]
+    assert sweep["best_seed"] == 2 and rep["options"]["seed"] == 2
+    # a cached report names where its build is now, not where it was made
+    assert rep["build_dir"] == str(bdir) and not (Path(rep0["build_dir"]) / "seeds").exists()
+    assert rep["timing"]["fmax_mhz"] == pytest.approx(150.0)
+    on_disk = json.loads((bdir / "report.json").read_text())
+    assert on_disk["pnr_key"] == rep["pnr_key"] and on_disk["options"]["seed"] == 2
+    assert json.loads((bdir / "seeds" / "sweep.json").read_text()) == sweep
+    # the build directory is seed 2's: a --seed 2 run is cached
+    again = synthesize(small(), "ecp5-25f", SynthOptions(seed=2), build_root=root,
+                       progress=_quiet())
+    assert again["cached"] and again["timing"]["fmax_mhz"] == pytest.approx(150.0)
+    # a second sweep (seeds in another order) re-runs only the failed seed
+    rep2 = sweep_seeds(small(), "ecp5-25f", SynthOptions(), [3, 2, 1, 4], build_root=root,
+                       progress=_quiet())
+    assert runs.read_text().split() == ["4", "2", "3", "4"]
+    assert rep2["seed_sweep"]["best_seed"] == 2
+    assert [r.get("cached") for r in rep2["seed_sweep"]["runs"]] == [True, True, True, None]
+    assert json.loads((bdir / "report.json").read_text())["options"]["seed"] == 2
+
+
+def test_seed_sweep_command_line_errors(capsys):
+    """--seeds takes distinct non-negative seeds, not with --seed or --no-pnr."""
+    for argv, what in ((["--seeds", "1,x"], "separated by commas"),
+                       (["--seeds", "1,1"], "distinct"),
+                       (["--seeds=-1,2"], "non-negative"),
+                       (["--seeds", "1,2", "--seed", "5"], "one or the other"),
+                       (["--seeds", "1,2", "--no-pnr"], "nothing to sweep")):
+        assert main(["synth", str(ROOT / "configs" / "demo.toml"), "--target", "ecp5-25f",
+                     *argv]) == 2, argv
+        assert what in capsys.readouterr().err, argv
 
 
 def test_unchanged_rebuild_is_instant(reports, build_root):
