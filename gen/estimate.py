@@ -147,10 +147,13 @@ def junction_memory_cost(cfg, geo, j, fam):
     c.lut += (z + q) * w
     # counted, not fitted: every group of BANKS_PER_ADDRESS_COPY weight (bias)
     # banks beyond the first has its own read row, held row and write enable,
-    # and every group its own copy of the load's row and data
+    # and every group its own copy of the read-out and load row, load lane,
+    # load hit and data (in place of one load register per bank)
     for banks, depth in ((z, C), (q, geo.NR[j])):
         groups = len(bank_groups(banks))
-        c.ff += (groups - 1) * (2 * bits(depth) + 1) + groups * (bits(geo.ro_rows) + w)
+        c.ff += (groups - 1) * (2 * bits(depth) + 1) - banks + \
+            groups * (bits(geo.ro_rows) + bits(geo.ro_lanes) + 1 + w)
+    c.ff += bits(geo.ro_lanes)      # the read-out lane select's second register
     tb = cfg.table_bits
     # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
     # (0, 1/4]): Yosys drops the constant ones
@@ -200,7 +203,9 @@ def control_cost(cfg, geo, schedule, fam):
     # counted, not fitted: the stall control's input register (8-bit
     # pixels) and second output entry (clock stamp), and the read-out's
     # per-junction weight and bias registers
-    regs = 8 * z1 + CLOCK_BITS + 2 * cfg.junctions * cfg.fmt.width * (READOUT_LATENCY - 1)
+    # (READOUT_LATENCY less the banks' row copy and read register,
+    # hdl/banks.py BANK_READOUT_LATENCY)
+    regs = 8 * z1 + CLOCK_BITS + 2 * cfg.junctions * cfg.fmt.width * (READOUT_LATENCY - 2)
     if geo.beats_per_sample < geo.clocks_per_sample:
         # the input loader's late write: every group of input banks has its
         # own copy of the write address and enable, loaded a clock ahead

@@ -101,10 +101,12 @@ K_MAX = MAX_ETA_EXP
 #: Bits of the learning-rate field of an input beat (and of a sample's info slot).
 LR_BITS = K_MAX.bit_length()
 #: Clock edges from a read-out address (``ro_junction``, ``ro_bias``,
-#: ``ro_row``, ``ro_lane``) to its ``ro_data``: the bank read register, then
-#: a register behind each junction's lane select (the select of a whole
-#: chip's banks into one word was a critical path of its own on the ECP5).
-READOUT_LATENCY = 2
+#: ``ro_row``, ``ro_lane``) to its ``ro_data``: each group of banks' copy of
+#: the row (one shared row net reached every bank of every junction), the
+#: bank read register, then a register behind each junction's lane select
+#: (the select of a whole chip's banks into one word was a critical path of
+#: its own on the ECP5).
+READOUT_LATENCY = 3
 #: Bits of the network's enabled-clock counter and of a result's clock stamp.
 CLOCK_BITS = 48
 #: The reference RTL's junction cycle is ``C + 4`` clocks (``W/z + 2 +

@@ -23,6 +23,11 @@ __all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort", "READ_
 #: critical path of board@64 on the ECP5 once the clock enable was a register).
 READ_GROUP = 1
 assert BANKS_PER_ADDRESS_COPY % READ_GROUP == 0     # a read group sees one copy
+#: Clock edges from a read-out address at :class:`WeightBanks` to its
+#: ``ro_w``/``ro_b``: the bank group's row copy, then the bank read register
+#: (the :class:`ReadoutPort` adds the rest of ``READOUT_LATENCY``).
+BANK_READOUT_LATENCY = 2
+assert READOUT_LATENCY > BANK_READOUT_LATENCY
 
 
 class LayerBanks(wiring.Component):
@@ -137,7 +142,8 @@ class WeightBanks(wiring.Component):
     port can write while the network is stalled.
 
     While the network is stalled (from its second stalled clock on,
-    ``ro_mode``) the read ports are addressed by ``ro_row``.  The network
+    ``ro_mode``) the read ports are addressed by the read-out row (one clock
+    after ``ro_row``, see below).  The network
     resumes two clocks after it could: the first ends ``ro_mode``, in the
     second (``resumed`` still low) each read port re-reads the address of the
     read the stall interrupted (``*_held``: the datapath's address one enabled
@@ -147,9 +153,13 @@ class WeightBanks(wiring.Component):
     clock ahead (``*_next``); every group of :data:`BANKS_PER_ADDRESS_COPY`
     banks registers its own copies of them (``*_addr_a*``, ``*_held_a*``,
     ``*_we_a*``, kept), so no one address register reaches every bank; so
-    it does with the load's row and data (``*_ldrow_a*``, ``*_lddata_a*``,
-    in ``ro``: one shared load-row register was board@64's critical path
-    after the row-address ROMs).  Both address selects are registers and there is no
+    it does, in ``ro`` every clock, with the read-out and load address and
+    the load's data (``*_rorow_a*``, ``*_ldlane_a*``, ``*_ldhit_a*`` = a load
+    of this junction and kind, ``*_lddata_a*``): one shared load-row register
+    was board@64's critical path after the row-address ROMs, and the
+    read-out row and lane reached every bank of every junction.  A bank
+    loads when its group's ``ldhit`` is set and ``ldlane`` is its own lane,
+    one clock after ``ld_en``.  Both address selects are registers and there is no
     select on the read data: every group of :data:`READ_GROUP` banks has its
     own address select and its own copies of the two stall registers
     (``running_g*`` = not ``ro_mode``, ``resumed_g*``, registered here from
@@ -178,7 +188,7 @@ class WeightBanks(wiring.Component):
     access : In(AccessSignature(width, ro_rows, ro_lanes, ro_junctions))
         Clock enable (datapath writes happen only when high), next clock's
         stall state, read-out and load address; the load writes one clock
-        after ``ld_en`` (the enable is decoded into a register per bank).
+        after ``ld_en`` (from the registers of the bank's group).
     w_addr_next : In(range(C))
         Weight row the datapath reads in its next enabled clock; ``w_data``
         one clock after that read.
@@ -189,7 +199,8 @@ class WeightBanks(wiring.Component):
     b_addr_next, b_data, b_we_next, b_wdata
         The same for the bias banks (``q`` of them, depth ``NR``).
     ro_w, ro_b : Out(signed(w))
-        The weight (bias) at the read-out address, one clock after it.
+        The weight (bias) at the read-out address, :data:`BANK_READOUT_LATENCY`
+        (2) clocks after it.
     """
 
     def __init__(self, weights, biases, width, junction, ro_rows, ro_lanes, ro_junctions):
@@ -219,8 +230,10 @@ class WeightBanks(wiring.Component):
                            self.w_wdata, self.w_we_next, ~acc.ro_bias)
         b_rd = self._banks(m, "b", self.b_init, self.NR, self.b_addr_next, self.b_data,
                            self.b_wdata, self.b_we_next, acc.ro_bias)
-        lane = Signal(range(max(self.z, self.q, 2)), name="ro_lane_r")
-        m.d.ro += lane.eq(acc.ro_lane)
+        # the lane select, in the clock of the bank read
+        lane = acc.ro_lane
+        for i in range(BANK_READOUT_LATENCY):
+            lane = reg(m, lane, f"ro_lane_r{i + 1}", "ro")
         m.d.comb += [self.ro_w.eq(Array([p.data for p in w_rd])[lane]),
                      self.ro_b.eq(Array([p.data for p in b_rd])[lane])]
         return m
@@ -238,8 +251,13 @@ class WeightBanks(wiring.Component):
                 addr = reg(m, addr_next, f"{kind}_addr_a{a}", keep=True)
                 held = reg(m, addr, f"{kind}_held_a{a}", keep=True)
                 we = reg(m, we_next, f"{kind}_we_a{a}", keep=True)
-                # the load's row and data (``ro``: also while stalled)
-                ld_row = reg(m, acc.ro_row, f"{kind}_ldrow_a{a}", "ro", keep=True)
+                # the read-out and load address and the load's data (``ro``:
+                # also while stalled), registered here every clock: no one
+                # net of them reaches every bank of every junction
+                ro_row = reg(m, acc.ro_row, f"{kind}_rorow_a{a}", "ro", keep=True)
+                ld_lane = reg(m, acc.ro_lane, f"{kind}_ldlane_a{a}", "ro", keep=True)
+                ld_hit = reg(m, acc.ld_en & (acc.ro_junction == self.j - 1) & is_kind,
+                             f"{kind}_ldhit_a{a}", "ro", keep=True)
                 ld_data = reg(m, acc.ld_data, f"{kind}_lddata_a{a}", "ro", keep=True)
             if i % READ_GROUP == 0:
                 g = i // READ_GROUP
@@ -248,17 +266,16 @@ class WeightBanks(wiring.Component):
                 running = reg(m, ~acc.ro_mode_next, f"{kind}_running_g{g}", "ro", keep=True)
                 resumed = reg(m, acc.resumed_next, f"{kind}_resumed_g{g}", "ro", keep=True)
                 read_addr = Signal.like(addr, name=f"{kind}_raddr_g{g}")
-                m.d.comb += read_addr.eq(Mux(running, Mux(resumed, addr, held), acc.ro_row))
+                m.d.comb += read_addr.eq(Mux(running, Mux(resumed, addr, held), ro_row))
             mem = Memory(shape=signed(self.width), depth=depth, init=words)
             m.submodules[f"{kind}{i}"] = mem
             wp = mem.write_port(domain="ro")
             rp = mem.read_port(domain="ro", transparent_for=(wp,))
             load = Signal(name=f"ld{kind}{i}")
-            m.d.ro += load.eq(acc.ld_en & (acc.ro_junction == self.j - 1) & is_kind
-                              & (acc.ro_lane == i))
+            m.d.comb += load.eq(ld_hit & (ld_lane == i))
             m.d.comb += [
                 rp.addr.eq(read_addr), rp.en.eq(1), data[i].eq(rp.data),
-                wp.addr.eq(Mux(load, ld_row, held)),
+                wp.addr.eq(Mux(load, ro_row, held)),
                 wp.data.eq(Mux(load, ld_data, wdata[i])),
                 wp.en.eq(load | (acc.ce & we)),
             ]
@@ -270,9 +287,10 @@ class ReadoutPort(wiring.Component):
     """The network's read-out and load port: passes the address and stall
     state to every junction's :class:`WeightBanks` (which register the load's
     row and data per group of banks) and selects the read-out data
-    from the addressed junction, ``READOUT_LATENCY`` (2) clocks after the
+    from the addressed junction, ``READOUT_LATENCY`` (3) clocks after the
     address: each junction's read-out word (its lane select behind the bank
-    read register) is registered once more before the junction select.
+    group's row copy and the bank read register) is registered once more
+    before the junction select.
 
     Parameters
     ----------
@@ -315,9 +333,10 @@ class ReadoutPort(wiring.Component):
         for i in range(READOUT_LATENCY):
             sel_j = reg(m, sel_j, f"ro_j_d{i + 1}", "ro")
             sel_b = reg(m, sel_b, f"ro_isbias_d{i + 1}", "ro")
-        # the bank read register is the first of READOUT_LATENCY
+        # the banks' row copy and read register are the first
+        # BANK_READOUT_LATENCY of READOUT_LATENCY
         w, b = list(self.w), list(self.b)
-        for i in range(1, READOUT_LATENCY):
+        for i in range(BANK_READOUT_LATENCY, READOUT_LATENCY):
             w = [reg(m, v, f"ro_w{j}_d{i}", "ro") for j, v in enumerate(w)]
             b = [reg(m, v, f"ro_b{j}_d{i}", "ro") for j, v in enumerate(b)]
         m.d.comb += self.data.eq(Mux(sel_b, Array(b)[sel_j], Array(w)[sel_j]))
