@@ -154,6 +154,9 @@ def junction_memory_cost(cfg, geo, j, fam):
         c.ff += (groups - 1) * (2 * bits(depth) + 1) - banks + \
             groups * (bits(geo.ro_rows) + bits(geo.ro_lanes) + 1 + w)
     c.ff += bits(geo.ro_lanes)      # the read-out lane select's second register
+    # and every group of left banks beyond the first its own FF and UP copy
+    # counters (hdl/sequencer.py JunctionControl, the read addresses' high part)
+    c.ff += 2 * (len(bank_groups(z)) - 1) * bits(geo.K_act[j - 1])
     tb = cfg.table_bits
     # only the tables' non-constant bits are stored (sigma in [0, 1], sigma' in
     # (0, 1/4]): Yosys drops the constant ones

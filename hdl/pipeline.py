@@ -37,10 +37,12 @@ def delay(m, value, n, name):
     return out
 
 
-def wrap_counter(m, en, modulus, name, init=0):
+def wrap_counter(m, en, modulus, name, init=0, keep=False):
     """Counter ``0 .. modulus-1`` advancing when ``en``; returns ``(value, wraps)``
-    (``wraps``: it advances from ``modulus - 1`` to 0 in this clock)."""
-    cnt = Signal(range(max(modulus, 2)), init=init, name=name)
+    (``wraps``: it advances from ``modulus - 1`` to 0 in this clock;
+    ``keep`` as for :func:`reg`)."""
+    cnt = Signal(range(max(modulus, 2)), init=init, name=name,
+                 attrs={"keep": 1} if keep else {})
     wraps = Signal(name=f"{name}_wrap")
     m.d.comb += wraps.eq(en & (cnt == modulus - 1))
     with m.If(en):

@@ -293,9 +293,11 @@ class JunctionControl(wiring.Component):
         self._stages(m, tags)
         return m
 
-    def _slot(self, m, offset, copies, name):
-        """Copy counter of a memory role: ``(t - offset) mod copies``."""
-        cnt, _ = wrap_counter(m, self.time.cycle_end, copies, name, init=(-offset) % copies)
+    def _slot(self, m, offset, copies, name, keep=False):
+        """Copy counter of a memory role: ``(t - offset) mod copies``
+        (``keep``: a deliberate copy, see :func:`~.pipeline.reg`)."""
+        cnt, _ = wrap_counter(m, self.time.cycle_end, copies, name, init=(-offset) % copies,
+                              keep=keep)
         return cnt
 
     def _issue(self, m, tags):
@@ -320,11 +322,15 @@ class JunctionControl(wiring.Component):
             tags.add("negD", rows.undither)
         for b in range(z):
             tags.add(f"brow{b}", rows.row[b])
-        lff = self._slot(m, F, geo.K_act[j - 1], "act_ff")
-        lup = self._slot(m, U, geo.K_act[j - 1], "act_up")
-        for b in range(z):
-            m.d.comb += [self.left_addr_ff[b].eq(lff * R + rows.row[b]),
-                         self.left_addr_up[b].eq(lup * R + rows.row[b])]
+        # the left activations' copy counters, one pair per group of banks
+        # (kept): one counter, the high bits of every bank's read address,
+        # reached all 64 input banks on board@64 (its ECP5 critical path)
+        for a, group in enumerate(bank_groups(z)):
+            lff = self._slot(m, F, geo.K_act[j - 1], f"act_ff_a{a}", keep=True)
+            lup = self._slot(m, U, geo.K_act[j - 1], f"act_up_a{a}", keep=True)
+            for b in group:
+                m.d.comb += [self.left_addr_ff[b].eq(lff * R + rows.row[b]),
+                             self.left_addr_up[b].eq(lup * R + rows.row[b])]
         if self.last:
             tags.add("label", Array(time.info_label)[self._slot(m, F, geo.K_info, "info_ff")])
             rdo = self._slot(m, U, geo.K_da[j], "dout_rd")

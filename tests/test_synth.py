@@ -31,6 +31,7 @@ from sparse_edge.gen.synth_scripts import KEEP_COPIES
 from sparse_edge.gen.tools import run_yosys
 from sparse_edge.hdl.banks import READ_GROUP, WeightBanks
 from sparse_edge.hdl.neuron import DeltaUnit
+from sparse_edge.hdl.sequencer import JunctionControl
 
 from .conftest import ROOT, assert_within_baseline, make_config
 
@@ -214,6 +215,27 @@ def test_weight_row_copies_survive_synthesis(tmp_path):
         for reg in ("addr", "held", "we", "rorow", "ldlane", "ldhit", "lddata"):
             pattern = rf"^{kind}_{reg}_a\d+$"
             assert len(_ff_drivers(tmp_path / "top.json", pattern)) == groups, pattern
+
+
+def test_left_copy_counters_survive_synthesis(tmp_path):
+    """Every group of BANKS_PER_ADDRESS_COPY left banks has its own FF and UP
+    copy counters (hdl/sequencer.py JunctionControl: the high part of the
+    banks' read addresses): after the flow's read script and ``synth_ecp5``
+    each is still a flip-flop of its own (20 banks: three groups)."""
+    try:
+        check_tools("ecp5-25f")
+    except ToolMissing as e:
+        pytest.skip(str(e))
+    cfg = make_config((80, 16, 4), (2, 2), 8)
+    geo = NetworkGeometry(cfg, hardware_schedule(cfg, "fast"))
+    assert geo.z[1] == 20 and geo.K_act[0] > 1
+    dut = JunctionControl(geo, 1, dithered=False)
+    (tmp_path / "top.il").write_text(rtlil.convert(dut, name="top", emit_src=False))
+    run_yosys("read_rtlil top.il\nhierarchy -top top\nproc\n"
+              f"{KEEP_COPIES}\nsynth_ecp5 -top top\nwrite_json top.json\n", cwd=tmp_path)
+    for role in ("ff", "up"):
+        pattern = rf"^act_{role}_a\d+$"
+        assert len(_ff_drivers(tmp_path / "top.json", pattern)) == len(bank_groups(20)), pattern
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
