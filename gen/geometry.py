@@ -207,7 +207,7 @@ class NetworkGeometry:
         # lanes working for one right neuron in a clock, and the copies of
         # that neuron's db and d registers that feed them
         self.lanes = [None] + [min(cfg.fanin[j - 1], cfg.z[j - 1]) for j in range(1, L)]
-        self.operand_copies = [None] + [-(-n // LANES_PER_OPERAND_COPY)
+        self.operand_copies = [None] + [len(groups_of(n, LANES_PER_OPERAND_COPY))
                                         for n in self.lanes[1:]]
         # rotating copies per memory (see docs/hardware.md)
         self.K_act = [U[h + 1] - F[h] + 1 for h in range(L - 1)]
