@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from ..gen.output import write_text
-from ..gen.router_watch import (ROUTER2_MIN_ITER, ROUTER2_PATIENCE, router2_progress,
-                                router2_stuck)
+from ..gen.router_watch import (ROUTER2_MIN_ITER, ROUTER2_PATIENCE, describe_stuck,
+                                router2_progress, router2_stuck)
 from .errors import BuildError
 
 __all__ = ["NEXTPNR_SEEDS", "ROUTER2_MIN_ITER", "ROUTER2_PATIENCE", "RouterStuck",
@@ -49,10 +49,7 @@ def run_script(bdir, env, log, progress, what, pnr_log=None):
                 if state:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait()
-                    raise RouterStuck(
-                        f"{what}: nextpnr's router2 had not converged after {state[0]} "
-                        f"iterations ({state[1]} wires still overused, no progress in the "
-                        f"last {ROUTER2_PATIENCE})", *state)
+                    raise RouterStuck(f"{what}: nextpnr's {describe_stuck(state)}", *state)
             if time.monotonic() - last > 30:
                 last = time.monotonic()
                 progress(f"  ... {what}: {last - t0:.0f} s")

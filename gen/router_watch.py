@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 __all__ = ["ROUTER2_MIN_ITER", "ROUTER2_PATIENCE", "router2_progress", "router2_stuck",
-           "router2_watch"]
+           "describe_stuck", "router2_watch"]
 
 #: router2 counts as not converging when, past ROUTER2_MIN_ITER iterations,
 #: the count of overused wires has not reached a new low for
@@ -49,14 +49,17 @@ def router2_stuck(progress, min_iter=ROUTER2_MIN_ITER, patience=ROUTER2_PATIENCE
     return progress[-1] if best_before is not None and recent >= best_before else None
 
 
+def describe_stuck(state):
+    """Why a run stops, from :func:`router2_stuck`'s ``(iteration, overused)``."""
+    return (f"router2 had not converged after {state[0]} iterations ({state[1]} wires "
+            f"still overused, no progress in the last {ROUTER2_PATIENCE})")
+
+
 def router2_watch(log):
     """A check for :func:`~sparse_edge.gen.tools.run_tool`'s ``watch``: reads
     the nextpnr log ``log``; returns why the run should stop (router2 stuck)
     or None."""
     def check():
         state = router2_stuck(router2_progress(log))
-        if state is None:
-            return None
-        return (f"router2 had not converged after {state[0]} iterations ({state[1]} wires "
-                f"still overused, no progress in the last {ROUTER2_PATIENCE})")
+        return None if state is None else describe_stuck(state)
     return check

@@ -77,12 +77,11 @@ def sweep_seeds(cfg, target, opts, seeds, build_root="build/synth", progress=Non
             error = e
             runs.append({"seed": seed, "status": "pnr_failed", "fmax_mhz": None,
                          "message": str(e)})
-            _copy_placement(bdir, snap)
-            continue
+        else:
+            reports[seed] = rep
+            runs.append({"seed": seed, "status": rep["status"], "fmax_mhz": _fmax(rep),
+                         "cached": bool(rep.get("cached"))})
         _copy_placement(bdir, snap)
-        reports[seed] = rep
-        runs.append({"seed": seed, "status": rep["status"], "fmax_mhz": _fmax(rep),
-                     "cached": bool(rep.get("cached"))})
     if not reports:
         raise error
     best = max(reports, key=lambda s: (_fmax(reports[s]) or 0.0, -seeds.index(s)))

@@ -162,34 +162,33 @@ class InputLoader(wiring.Component):
         c = self.phase
         K, R, beats = geo.K_act[0], geo.R[1], geo.beats_per_sample
         slot, wraps = wrap_counter(m, self.cycle_end, K, "act0_in")
-        addr, en = slot * R + c, c < beats
-        if self.late:
-            # the next clock's address and enable (the phase and slot after
-            # this enabled clock)
-            c_next = Mux(self.cycle_end, 0, c + 1)
-            slot_next = Mux(wraps, 0, Mux(self.cycle_end, slot + 1, slot))
-            addr_next, idle_next = slot_next * R + c_next, c_next >= beats
-            first_of_group = {g.start: a for a, g in enumerate(bank_groups(len(self.wr)))}
-        for b, wp in enumerate(self.wr):
-            px = self.pixels[b]
-            code = (px << (fmt.frac_bits - 8)) if fmt.frac_bits >= 8 else \
-                (px >> (8 - fmt.frac_bits))
-            if self.late:
-                if b in first_of_group:
-                    # this clock's address and enable, one copy per group of
-                    # banks (the enable stored inverted: it resets to 0 as
-                    # an iCE40 flip-flop must, phase 0 being a beat)
-                    a = first_of_group[b]
-                    g_addr = reg(m, addr_next, f"in_addr_a{a}", keep=True)
-                    g_en = ~reg(m, idle_next, f"in_idle_a{a}", keep=True)
+        px = [self.pixels[b] for b in range(len(self.wr))]
+        codes = [(p << (fmt.frac_bits - 8)) if fmt.frac_bits >= 8 else
+                 (p >> (8 - fmt.frac_bits)) for p in px]
+        if not self.late:
+            addr, en = slot * R + c, c < beats
+            for wp, code in zip(self.wr, codes):
+                m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
+            return m
+        # the next clock's address and enable (the phase and slot after this
+        # enabled clock)
+        c_next = Mux(self.cycle_end, 0, c + 1)
+        slot_next = Mux(wraps, 0, Mux(self.cycle_end, slot + 1, slot))
+        addr_next, idle_next = slot_next * R + c_next, c_next >= beats
+        for a, group in enumerate(bank_groups(len(self.wr))):
+            # this clock's address and enable, one copy per group of banks
+            # (the enable stored inverted: it resets to 0 as an iCE40
+            # flip-flop must, phase 0 being a beat)
+            g_addr = reg(m, addr_next, f"in_addr_a{a}", keep=True)
+            g_en = ~reg(m, idle_next, f"in_idle_a{a}", keep=True)
+            for b in group:
                 # each bank its own address and enable register (kept: one
                 # shared copy and its write decode reached every input bank
                 # across the chip, board@64's critical path)
+                wp = self.wr[b]
                 m.d.comb += [wp.addr.eq(reg(m, g_addr, f"in_addr{b}", keep=True)),
-                             wp.data.eq(reg(m, code, f"in_px{b}")),
+                             wp.data.eq(reg(m, codes[b], f"in_px{b}")),
                              wp.en.eq(reg(m, g_en, f"in_en{b}", keep=True))]
-            else:
-                m.d.comb += [wp.addr.eq(addr), wp.data.eq(code), wp.en.eq(en)]
         return m
 
 
