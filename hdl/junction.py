@@ -234,7 +234,7 @@ class Junction(wiring.Component):
         geo, j = self.geo, self.j
         q = geo.q[j]
         for bb in range(geo.z[j + 1]):
-            m.d.comb += [self.act_wr[bb].addr.eq(ctl.act_wr_addr),
+            m.d.comb += [self.act_wr[bb].addr.eq(ctl.act_wr_addr[bb]),
                          self.act_wr[bb].data.eq(nu.a[bb % q]),
                          self.act_wr[bb].en.eq(ctl.act_wr_en[bb])]
         for i in range(q):

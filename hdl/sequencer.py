@@ -244,7 +244,9 @@ class JunctionControl(wiring.Component):
         ``S_WR``: a neuron row is finished (valid FF, last clock of its span).
     act_wr_addr, act_wr_en, da_wr_addr (hidden right layer) / dout_wr_addr,
     row_wr, label_wr (output) : Out
-        ``S_WR``: where the finished neurons go.
+        ``S_WR``: where the finished neurons go (``act_wr_addr`` and
+        ``act_wr_en`` per activation bank: registers of their own per group
+        of banks and per bank).
     """
 
     def __init__(self, geo, j, dithered):
@@ -275,7 +277,7 @@ class JunctionControl(wiring.Component):
             members.update({"acc_nat_addr": Out(bits(geo.K_acc[j] * Rr)),
                             "da_rd_addr": Out(bits(geo.K_da[j] * NR)),
                             "blk_sel": Out(range(max(self.blocks, 2))),
-                            "act_wr_addr": Out(bits(geo.K_act[j] * Rr)),
+                            "act_wr_addr": Out(bits(geo.K_act[j] * Rr)).array(zr),
                             "act_wr_en": Out(1).array(zr),
                             "da_wr_addr": Out(bits(geo.K_da[j] * NR))})
         if not self.first:
@@ -386,9 +388,21 @@ class JunctionControl(wiring.Component):
             q = geo.q[j]
             m.d.comb += [
                 self.blk_sel.eq(tags("blk", S_SEL)),
-                self.act_wr_addr.eq(tags("slot_act_w", S_WR) * geo.R[j + 1]
-                                    + tags("rowp", S_WR)),
                 self.da_wr_addr.eq(tags("slot_da_w", S_WR) * NR + tags("nat_row", S_WR)),
             ]
-            for bb in range(geo.z[j + 1]):
-                m.d.comb += self.act_wr_en[bb].eq(self.wr_ok & (tags("blk", S_WR) == bb // q))
+            # the activation writes registered near their banks (kept): the
+            # address once per group of banks, the enable once per bank, both
+            # from the tags of S_WR - 1 (one `last_span`/`blk` register had
+            # reached every activation bank of the right layer: board@64's
+            # critical path after the left copy counters)
+            done = tags("vff", S_WR - 1) & tags("last_span", S_WR - 1)
+            wr_addr = (tags("slot_act_w", S_WR - 1) * geo.R[j + 1]
+                       + tags("rowp", S_WR - 1))
+            for a, group in enumerate(bank_groups(geo.z[j + 1])):
+                addr = reg(m, wr_addr, f"act_wa_a{a}", keep=True)
+                for bb in group:
+                    m.d.comb += [
+                        self.act_wr_addr[bb].eq(addr),
+                        self.act_wr_en[bb].eq(reg(m, done & (tags("blk", S_WR - 1) == bb // q),
+                                                  f"act_we{bb}", keep=True)),
+                    ]

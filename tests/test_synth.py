@@ -221,7 +221,9 @@ def test_left_copy_counters_survive_synthesis(tmp_path):
     """Every group of BANKS_PER_ADDRESS_COPY left banks has its own FF and UP
     copy counters (hdl/sequencer.py JunctionControl: the high part of the
     banks' read addresses): after the flow's read script and ``synth_ecp5``
-    each is still a flip-flop of its own (20 banks: three groups)."""
+    each is still a flip-flop of its own (20 banks: three groups).  Likewise
+    the right layer's activation writes: an address per group of banks, an
+    enable per bank."""
     try:
         check_tools("ecp5-25f")
     except ToolMissing as e:
@@ -236,6 +238,9 @@ def test_left_copy_counters_survive_synthesis(tmp_path):
     for role in ("ff", "up"):
         pattern = rf"^act_{role}_a\d+$"
         assert len(_ff_drivers(tmp_path / "top.json", pattern)) == len(bank_groups(20)), pattern
+    zr = geo.z[2]
+    assert len(_ff_drivers(tmp_path / "top.json", r"^act_wa_a\d+$")) == len(bank_groups(zr))
+    assert len(_ff_drivers(tmp_path / "top.json", r"^act_we\d+$")) == zr
 
 
 @pytest.mark.parametrize("target", ["ice40-up5k", "ecp5-25f"])
