@@ -51,12 +51,12 @@ __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junct
 
 #: Clock assumed for throughput when no --freq is given (MHz): what the
 #: current pipeline reaches after place & route (docs/synthesis.md).  ECP5:
-#: the measured designs run at 53.6 (board@64 with every DSP in use) to
-#: 101.8 MHz, the big ones at 53.6 and 69.1 (board@64, board@128);
+#: the measured designs run at 61.5 to 101.8 MHz, the big ones at 64.6-69.4
+#: (board@64 with every DSP in use, two placement seeds) and 74.4 (board@128);
 #: iCE40: 29.2-32.6 MHz; GW5A: board@128 157.6 MHz, small16 165-220 MHz in
 #: nextpnr's timing model (Apycula's, not checked on a board), so 150;
 #: 7-series: not measured (no open timing analysis here), the issue's 60 MHz.
-TYPICAL_FMAX_MHZ = {"ecp5": 55.0, "ice40": 28.0, "gw5a": 150.0, "xc7": 60.0}
+TYPICAL_FMAX_MHZ = {"ecp5": 65.0, "ice40": 28.0, "gw5a": 150.0, "xc7": 60.0}
 
 
 # Datapath logic of the blocks, fitted by least squares on the placed totals of
