@@ -7,6 +7,8 @@ Amaranth's own port signatures (:class:`~amaranth.lib.memory.ReadPort.Signature`
 wired to them with :func:`amaranth.lib.wiring.connect`.
 """
 
+from typing import NamedTuple
+
 from amaranth.hdl import Array, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory, ReadPort, WritePort
@@ -239,48 +241,78 @@ class WeightBanks(wiring.Component):
         return m
 
     def _banks(self, m, kind, init, depth, addr_next, data, wdata, we_next, is_kind):
-        """One kind of bank (weights or biases): memories, shared read ports,
-        write ports with the load; returns the read ports."""
-        acc = self.access
+        """One kind of bank (weights or biases): per group of banks its
+        registered rows, then per read group its address select, then the
+        banks; returns the read ports."""
         ports = []
-        first_of_group = {g.start: a for a, g in enumerate(bank_groups(len(init)))}
-        for i, words in enumerate(init):
-            if i in first_of_group:
-                a = first_of_group[i]
-                # the datapath's rows, enabled clocks only (``sync``)
-                addr = reg(m, addr_next, f"{kind}_addr_a{a}", keep=True)
-                held = reg(m, addr, f"{kind}_held_a{a}", keep=True)
-                we = reg(m, we_next, f"{kind}_we_a{a}", keep=True)
-                # the read-out and load address and the load's data (``ro``:
-                # also while stalled), registered here every clock: no one
-                # net of them reaches every bank of every junction
-                ro_row = reg(m, acc.ro_row, f"{kind}_rorow_a{a}", "ro", keep=True)
-                ld_lane = reg(m, acc.ro_lane, f"{kind}_ldlane_a{a}", "ro", keep=True)
-                ld_hit = reg(m, acc.ld_en & (acc.ro_junction == self.j - 1) & is_kind,
-                             f"{kind}_ldhit_a{a}", "ro", keep=True)
-                ld_data = reg(m, acc.ld_data, f"{kind}_lddata_a{a}", "ro", keep=True)
-            if i % READ_GROUP == 0:
-                g = i // READ_GROUP
-                # ``running`` is ~ro_mode: a copy that resets to 0 (the iCE40
-                # has no flip-flop that initialises to 1)
-                running = reg(m, ~acc.ro_mode_next, f"{kind}_running_g{g}", "ro", keep=True)
-                resumed = reg(m, acc.resumed_next, f"{kind}_resumed_g{g}", "ro", keep=True)
-                read_addr = Signal.like(addr, name=f"{kind}_raddr_g{g}")
-                m.d.comb += read_addr.eq(Mux(running, Mux(resumed, addr, held), ro_row))
-            mem = Memory(shape=signed(self.width), depth=depth, init=words)
-            m.submodules[f"{kind}{i}"] = mem
-            wp = mem.write_port(domain="ro")
-            rp = mem.read_port(domain="ro", transparent_for=(wp,))
-            load = Signal(name=f"ld{kind}{i}")
-            m.d.comb += load.eq(ld_hit & (ld_lane == i))
-            m.d.comb += [
-                rp.addr.eq(read_addr), rp.en.eq(1), data[i].eq(rp.data),
-                wp.addr.eq(Mux(load, ro_row, held)),
-                wp.data.eq(Mux(load, ld_data, wdata[i])),
-                wp.en.eq(load | (acc.ce & we)),
-            ]
-            ports.append(rp)
+        for a, group in enumerate(bank_groups(len(init))):
+            rows = self._group_rows(m, kind, a, addr_next, we_next, is_kind)
+            for i in group:
+                if i % READ_GROUP == 0:        # a read group lies in one bank group
+                    read_addr = self._read_select(m, kind, i // READ_GROUP, rows)
+                ports.append(self._bank(m, kind, i, init[i], depth, rows, read_addr,
+                                        data[i], wdata[i]))
         return ports
+
+    def _group_rows(self, m, kind, a, addr_next, we_next, is_kind):
+        """The registers of bank group ``a`` (kept copies): the datapath's
+        rows, enabled clocks only (``sync``); the read-out and load address
+        and the load's data (``ro``: also while stalled), registered here
+        every clock, so no one net of them reaches every bank of every
+        junction."""
+        acc = self.access
+        addr = reg(m, addr_next, f"{kind}_addr_a{a}", keep=True)
+        return _GroupRows(
+            addr=addr,
+            held=reg(m, addr, f"{kind}_held_a{a}", keep=True),
+            we=reg(m, we_next, f"{kind}_we_a{a}", keep=True),
+            ro_row=reg(m, acc.ro_row, f"{kind}_rorow_a{a}", "ro", keep=True),
+            ld_lane=reg(m, acc.ro_lane, f"{kind}_ldlane_a{a}", "ro", keep=True),
+            ld_hit=reg(m, acc.ld_en & (acc.ro_junction == self.j - 1) & is_kind,
+                       f"{kind}_ldhit_a{a}", "ro", keep=True),
+            ld_data=reg(m, acc.ld_data, f"{kind}_lddata_a{a}", "ro", keep=True))
+
+    def _read_select(self, m, kind, g, rows):
+        """Read group ``g``'s read address: its own copies of the stall
+        registers choose the running row, the held row (stalled) or the
+        read-out row."""
+        acc = self.access
+        # ``running`` is ~ro_mode: a copy that resets to 0 (the iCE40 has no
+        # flip-flop that initialises to 1)
+        running = reg(m, ~acc.ro_mode_next, f"{kind}_running_g{g}", "ro", keep=True)
+        resumed = reg(m, acc.resumed_next, f"{kind}_resumed_g{g}", "ro", keep=True)
+        read_addr = Signal.like(rows.addr, name=f"{kind}_raddr_g{g}")
+        m.d.comb += read_addr.eq(Mux(running, Mux(resumed, rows.addr, rows.held), rows.ro_row))
+        return read_addr
+
+    def _bank(self, m, kind, i, words, depth, rows, read_addr, data, wdata):
+        """Bank ``i``: its memory, read port and write port (the datapath's
+        write-back or, when its group's load hits its lane, the load)."""
+        mem = Memory(shape=signed(self.width), depth=depth, init=words)
+        m.submodules[f"{kind}{i}"] = mem
+        wp = mem.write_port(domain="ro")
+        rp = mem.read_port(domain="ro", transparent_for=(wp,))
+        load = Signal(name=f"ld{kind}{i}")
+        m.d.comb += [
+            load.eq(rows.ld_hit & (rows.ld_lane == i)),
+            rp.addr.eq(read_addr), rp.en.eq(1), data.eq(rp.data),
+            wp.addr.eq(Mux(load, rows.ro_row, rows.held)),
+            wp.data.eq(Mux(load, rows.ld_data, wdata)),
+            wp.en.eq(load | (self.access.ce & rows.we)),
+        ]
+        return rp
+
+
+class _GroupRows(NamedTuple):
+    """The registers one group of weight (bias) banks shares
+    (:meth:`WeightBanks._group_rows`)."""
+    addr: Signal
+    held: Signal
+    we: Signal
+    ro_row: Signal
+    ld_lane: Signal
+    ld_hit: Signal
+    ld_data: Signal
 
 
 class ReadoutPort(wiring.Component):
