@@ -10,17 +10,22 @@ build: its report, logs and placed design, so ``synth --seed BEST`` reuses it.
 Each seed's results are kept in ``<build>/seeds/seed<N>/`` (the files of
 :data:`PLACEMENT_FILES` the build has) and put back before that seed's turn,
 so a sweep run again, or with more seeds, re-runs nextpnr only for seeds it
-has not placed.  The returned report is the best seed's with ``seed_sweep``
+has not placed.  A seed that failed (nextpnr's error, or router2 stopped for
+not converging) is remembered too (``seeds/seed<N>/failed.json``: its error,
+options and tool versions): the same netlist, options and tools fail the same way,
+so a later sweep records it without placing it again for hours; ``--force``
+places every seed again.  The returned report is the best seed's with ``seed_sweep``
 (every seed's fmax and status, the chosen seed) added; the sweep is also
 written to ``<build>/seeds/sweep.json``.
 """
 
+import json
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
 from . import output
-from .synth import PnRFailed, synthesize
+from .synth import PnRFailed, Progress, synthesize
 
 __all__ = ["PLACEMENT_FILES", "sweep_seeds", "format_sweep"]
 
@@ -43,6 +48,32 @@ def _copy_placement(src, dst):
             (dst / name).unlink(missing_ok=True)
 
 
+#: A failed seed's record in its snapshot directory.
+FAILED = "failed.json"
+
+
+def _known_failure(snap, opts, tools):
+    """The earlier failure of this seed (``{"status", "message"}``) if it was
+    placed with the same options and tools, else None."""
+    try:
+        rec = json.loads((snap / FAILED).read_text())
+    except (OSError, ValueError):
+        return None
+    if rec.get("options") == _plain(opts.key_dict()) and rec.get("tools") == _versions(tools):
+        return rec
+    return None
+
+
+def _plain(value):
+    """``value`` as it reads back from JSON (tuples as lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _versions(tools):
+    """A report's tools by version (their paths may differ between runs)."""
+    return {k: v.get("version") for k, v in tools.items()}
+
+
 def _fmax(rep):
     return ((rep or {}).get("timing") or {}).get("fmax_mhz")
 
@@ -52,9 +83,11 @@ def sweep_seeds(cfg, target, opts, seeds, build_root="build/synth", progress=Non
     """:func:`~sparse_edge.gen.synth.synthesize` with each of ``seeds`` (in
     order); returns the report of the seed with the highest fmax (the first
     of equals) with ``seed_sweep`` added.  A seed whose routing fails or is
-    stopped (router2 not converging) is recorded and skipped; if every seed
-    fails, the last error is raised."""
+    stopped (router2 not converging) is recorded and skipped, and a later
+    sweep of the same build, options and tools does not place it again
+    (``force`` does); if every seed fails, the last error is raised."""
     seeds = list(seeds)
+    progress = progress or Progress(f"{cfg.name} {target.name}")
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"sweep_seeds: seeds must be distinct and not empty, not {seeds}")
     # the build directory (Yosys once; a finished netlist is reused)
@@ -68,20 +101,34 @@ def sweep_seeds(cfg, target, opts, seeds, build_root="build/synth", progress=Non
     runs, reports, error = [], {}, None
     for seed in seeds:
         snap = sdir / f"seed{seed}"
+        sopts = replace(opts, seed=seed)
+        known = _known_failure(snap, sopts, probe["tools"])
+        if known is not None:
+            error = PnRFailed(known["message"])
+            runs.append({"seed": seed, "status": known["status"], "fmax_mhz": None,
+                         "message": known["message"], "cached": True})
+            progress.message(f"seed {seed}: {known['status']} in an earlier sweep of this "
+                             f"build (same options and tools), not placed again; --force "
+                             f"places it again")
+            continue
         if snap.is_dir():
             _copy_placement(snap, bdir)          # this seed's earlier placement back
         try:
-            rep = synthesize(cfg, target, replace(opts, seed=seed), build_root=build_root,
-                             progress=progress)
+            rep = synthesize(cfg, target, sopts, build_root=build_root, progress=progress)
         except PnRFailed as e:
             error = e
-            runs.append({"seed": seed, "status": "pnr_failed", "fmax_mhz": None,
-                         "message": str(e)})
+            status = _status(bdir)
+            runs.append({"seed": seed, "status": status, "fmax_mhz": None, "message": str(e)})
+            _copy_placement(bdir, snap)
+            output.write_json(snap / FAILED, {
+                "seed": seed, "status": status, "message": str(e),
+                "options": _plain(sopts.key_dict()), "tools": _versions(probe["tools"])})
         else:
             reports[seed] = rep
             runs.append({"seed": seed, "status": rep["status"], "fmax_mhz": _fmax(rep),
                          "cached": bool(rep.get("cached"))})
-        _copy_placement(bdir, snap)
+            _copy_placement(bdir, snap)
+            (snap / FAILED).unlink(missing_ok=True)
     if not reports:
         raise error
     best = max(reports, key=lambda s: (_fmax(reports[s]) or 0.0, -seeds.index(s)))
@@ -91,6 +138,15 @@ def sweep_seeds(cfg, target, opts, seeds, build_root="build/synth", progress=Non
     rep = dict(reports[best])
     rep["seed_sweep"] = sweep
     return rep
+
+
+def _status(bdir):
+    """The status the failed run wrote into its report (``pnr_failed`` or
+    ``pnr_stuck``)."""
+    try:
+        return json.loads((bdir / "report.json").read_text()).get("status") or "pnr_failed"
+    except (OSError, ValueError):
+        return "pnr_failed"
 
 
 def format_sweep(sweep):

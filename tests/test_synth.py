@@ -367,13 +367,21 @@ def test_seed_sweep_keeps_the_fastest_seed(reports, build_root, tmp_path, monkey
     again = synthesize(small(), "ecp5-25f", SynthOptions(seed=2), build_root=root,
                        progress=_quiet())
     assert again["cached"] and again["timing"]["fmax_mhz"] == pytest.approx(150.0)
-    # a second sweep (seeds in another order) re-runs only the failed seed
+    # a second sweep (seeds in another order) places nothing again: the
+    # failed seed is known to fail with the same netlist, options and tools
     rep2 = sweep_seeds(small(), "ecp5-25f", SynthOptions(), [3, 2, 1, 4], build_root=root,
                        progress=_quiet())
-    assert runs.read_text().split() == ["4", "2", "3", "4"]
+    assert runs.read_text().split() == ["4", "2", "3"]
     assert rep2["seed_sweep"]["best_seed"] == 2
-    assert [r.get("cached") for r in rep2["seed_sweep"]["runs"]] == [True, True, True, None]
+    assert [r.get("cached") for r in rep2["seed_sweep"]["runs"]] == [True, True, True, True]
+    failed = rep2["seed_sweep"]["runs"][3]
+    assert failed["status"] == "pnr_failed" and "failed to route" in failed["message"]
     assert json.loads((bdir / "report.json").read_text())["options"]["seed"] == 2
+    # with other options (another nextpnr clock target) it is placed again
+    with pytest.raises(PnRFailed, match="failed to route"):
+        sweep_seeds(small(), "ecp5-25f", SynthOptions(freq_mhz=40.0), [4], build_root=root,
+                    progress=_quiet())
+    assert runs.read_text().split() == ["4", "2", "3", "4"]
 
 
 def test_seed_sweep_command_line_errors(capsys):
