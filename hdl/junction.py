@@ -220,7 +220,8 @@ class Junction(wiring.Component):
                          nu.b[i].eq(banks.b_data[i])]
         for k, lane in enumerate(lanes):
             i, c = geo.operand_copy(j, k)              # its right neuron, the operand copy
-            m.d.comb += [lane.db.eq(du.db[i * copies + c]), lane.d.eq(du.d[i * copies + c]),
+            m.d.comb += [lane.db.eq(du.db[du.copy_index(i, c)]),
+                         lane.d.eq(du.d[du.copy_index(i, c)]),
                          nu.pf[k].eq(lane.pf)]
         if self.last:
             self._output(m, ctl, nu)

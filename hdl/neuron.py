@@ -155,7 +155,8 @@ class DeltaUnit(wiring.Component):
     b_new : Out(signed(w)).array(q)
         ``sat(b + db)`` at ``S_BIAS`` (combinational from ``b``).
     db : Out(signed(w + 1)).array(q * copies)
-        The bias step, at ``S_BIAS``: copy ``c`` of neuron ``i`` at ``i * copies + c``.
+        The bias step, at ``S_BIAS``: copy ``c`` of neuron ``i`` at
+        :meth:`copy_index` ``(i, c)`` = ``i * copies + c``.
     d : Out(signed(w)).array(q * copies)
         The delta, at ``S_FMUL - 1`` (when the lanes register it for BP), in
         the same order.
@@ -184,6 +185,10 @@ class DeltaUnit(wiring.Component):
                             "da": In(da_shape).array(q)})
         super().__init__(members)
 
+    def copy_index(self, i, c):
+        """Where copy ``c`` of neuron ``i``'s ``db`` and ``d`` is in the arrays."""
+        return i * self.copies + c
+
     def elaborate(self, platform):
         m = Module()
         fmt, q = self.fmt, self.q
@@ -207,9 +212,9 @@ class DeltaUnit(wiring.Component):
             for c in range(self.copies):
                 sfx = "" if c == 0 else f"_c{c}"
                 db = reg(m, step.o, f"db{i}{sfx}", keep=keep)                   # S_BIAS
-                m.d.comb += [self.db[i * self.copies + c].eq(db),
-                             self.d[i * self.copies + c].eq(reg(m, dd, f"d{i}_lanes{sfx}",
-                                                               keep=keep))]
+                m.d.comb += [self.db[self.copy_index(i, c)].eq(db),
+                             self.d[self.copy_index(i, c)].eq(
+                                 reg(m, dd, f"d{i}_lanes{sfx}", keep=keep))]
                 if c == 0:
                     m.d.comb += self.b_new[i].eq(sat_value(self.b[i] + db, fmt))
         return m
