@@ -46,6 +46,11 @@ class TimeSignature(wiring.Signature):
         ``c < C``: junctions issue edges.
     cycle_end : Out(1)
         The last clock of a junction cycle.
+    cycle_end_next : Out(1)
+        ``cycle_end`` of the next (enabled) clock, a register: a block that
+        registers it has its own copy of ``cycle_end`` (the junctions'
+        copy counters do, so that no one compare of the phase reaches the
+        clock enable of every counter on the die).
     jcycle : Out(range(U[1] + 3))
         Junction cycles so far (saturating once every junction is busy).
     info_label, info_k, info_update : Out.array(K_info)
@@ -58,7 +63,8 @@ class TimeSignature(wiring.Signature):
         K = geo.K_info
         super().__init__({
             "phase": Out(range(max(geo.clocks_per_sample, 2))), "active": Out(1),
-            "cycle_end": Out(1), "jcycle": Out(range(geo.U[1] + 3)),
+            "cycle_end": Out(1), "cycle_end_next": Out(1),
+            "jcycle": Out(range(geo.U[1] + 3)),
             "info_label": Out(cls).array(K), "info_k": Out(LR_BITS).array(K),
             "info_update": Out(1).array(K),
         })
@@ -103,6 +109,11 @@ class Sequencer(wiring.Component):
                      self.need_input.eq(c < geo.beats_per_sample),
                      self.need_next.eq(c_next < geo.beats_per_sample)]
         m.d.sync += [c.eq(c_next), self.clocks.eq(self.clocks + 1)]
+        # the phase after c_next is the last: a register, so its copies in
+        # the junctions are register-to-register nets
+        last_next = reg(m, (c_next == cc - 2) if cc >= 2 else 1, "cycle_end_next",
+                        init=int(cc <= 2))
+        m.d.comb += t.cycle_end_next.eq(last_next)
         with m.If(t.cycle_end & (t.jcycle < self.tmax)):
             m.d.sync += t.jcycle.eq(t.jcycle + 1)
         slot, _ = wrap_counter(m, t.cycle_end, geo.K_info, "info_in")
@@ -294,11 +305,18 @@ class JunctionControl(wiring.Component):
         self._stages(m, tags)
         return m
 
-    def _slot(self, m, offset, copies, name, keep=False):
-        """Copy counter of a memory role: ``(t - offset) mod copies``
-        (``keep``: a deliberate copy, see :func:`~.pipeline.reg`)."""
-        cnt, _ = wrap_counter(m, self.time.cycle_end, copies, name, init=(-offset) % copies,
-                              keep=keep)
+    def _cycle_end(self, m, name):
+        """A copy of ``time.cycle_end`` of this block's own (kept): the
+        register of ``cycle_end_next``."""
+        return reg(m, self.time.cycle_end_next, name, keep=True,
+                   init=int(self.geo.clocks_per_sample == 1))
+
+    def _slot(self, m, offset, copies, name, keep=False, cycle_end=None):
+        """Copy counter of a memory role: ``(t - offset) mod copies``, advancing
+        on ``cycle_end`` (default: the junction's copy; ``keep``: a deliberate
+        copy of the counter, see :func:`~.pipeline.reg`)."""
+        cnt, _ = wrap_counter(m, self._cyc if cycle_end is None else cycle_end, copies, name,
+                              init=(-offset) % copies, keep=keep)
         return cnt
 
     def _issue(self, m, tags):
@@ -307,6 +325,7 @@ class JunctionControl(wiring.Component):
         time, rows = self.time, self.rows
         c, active, t = time.phase, time.active, time.jcycle
         z, R, NR, F, U = geo.z[j], geo.R[j], geo.NR[j], geo.F[j], geo.U[j]
+        self._cyc = self._cycle_end(m, "cyc_end")
         span_cnt, span_end = wrap_counter(m, active, geo.span[j], "span")
         nat_row, _ = wrap_counter(m, span_end, NR, "natrow")
         upd = Array(time.info_update)[self._slot(m, U, geo.K_info, "info_up")]
@@ -325,10 +344,13 @@ class JunctionControl(wiring.Component):
             tags.add(f"brow{b}", rows.row[b])
         # the left activations' copy counters, one pair per group of banks
         # (kept): one counter, the high bits of every bank's read address,
-        # reached all 64 input banks on board@64 (its ECP5 critical path)
+        # reached all 64 input banks on board@64 (its ECP5 critical path);
+        # each group its own cycle_end too (one compare of the phase into
+        # every group's counter enable was the next)
         for a, group in enumerate(bank_groups(z)):
-            lff = self._slot(m, F, geo.K_act[j - 1], f"act_ff_a{a}", keep=True)
-            lup = self._slot(m, U, geo.K_act[j - 1], f"act_up_a{a}", keep=True)
+            cyc = self._cycle_end(m, f"cyc_end_a{a}")
+            lff = self._slot(m, F, geo.K_act[j - 1], f"act_ff_a{a}", keep=True, cycle_end=cyc)
+            lup = self._slot(m, U, geo.K_act[j - 1], f"act_up_a{a}", keep=True, cycle_end=cyc)
             for b in group:
                 m.d.comb += [self.left_addr_ff[b].eq(lff * R + rows.row[b]),
                              self.left_addr_up[b].eq(lup * R + rows.row[b])]

@@ -37,6 +37,7 @@ def test_sequencer_time_base_and_sample_slots(kind):
             assert ctx.get(t.phase) == c
             assert ctx.get(t.active) == (c < cfg.cycle)
             assert ctx.get(t.cycle_end) == (c == cc - 1)
+            assert ctx.get(t.cycle_end_next) == ((c + 1) % cc == cc - 1)
             assert ctx.get(t.jcycle) == min(n, geo.U[1] + 2)
             assert ctx.get(dut.need_input) == (c < beats)
             assert ctx.get(dut.clocks) == clock
@@ -116,6 +117,7 @@ def test_junction_control_follows_the_schedule(j, kind):
             ctx.set(t.phase, c)
             ctx.set(t.active, c < C)
             ctx.set(t.cycle_end, c == cc - 1)
+            ctx.set(t.cycle_end_next, (c + 1) % cc == cc - 1)
             ctx.set(t.jcycle, min(n, geo.U[1] + 2))
             for i in range(geo.K_info):
                 ctx.set(t.info_update[i], 1)

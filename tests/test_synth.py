@@ -221,7 +221,8 @@ def test_left_copy_counters_survive_synthesis(tmp_path):
     """Every group of BANKS_PER_ADDRESS_COPY left banks has its own FF and UP
     copy counters (hdl/sequencer.py JunctionControl: the high part of the
     banks' read addresses): after the flow's read script and ``synth_ecp5``
-    each is still a flip-flop of its own (20 banks: three groups).  Likewise
+    each is still a flip-flop of its own (20 banks: three groups), and so is
+    each group's copy of ``cycle_end`` that advances them.  Likewise
     the right layer's activation writes: an address per group of banks, an
     enable per bank."""
     try:
@@ -235,8 +236,7 @@ def test_left_copy_counters_survive_synthesis(tmp_path):
     (tmp_path / "top.il").write_text(rtlil.convert(dut, name="top", emit_src=False))
     run_yosys("read_rtlil top.il\nhierarchy -top top\nproc\n"
               f"{KEEP_COPIES}\nsynth_ecp5 -top top\nwrite_json top.json\n", cwd=tmp_path)
-    for role in ("ff", "up"):
-        pattern = rf"^act_{role}_a\d+$"
+    for pattern in (r"^act_ff_a\d+$", r"^act_up_a\d+$", r"^cyc_end_a\d+$"):
         assert len(_ff_drivers(tmp_path / "top.json", pattern)) == len(bank_groups(20)), pattern
     zr = geo.z[2]
     assert len(_ff_drivers(tmp_path / "top.json", r"^act_wa_a\d+$")) == len(bank_groups(zr))
