@@ -197,7 +197,8 @@ def test_operand_copies_survive_synthesis(tmp_path):
 def test_weight_row_copies_survive_synthesis(tmp_path):
     """Every group of BANKS_PER_ADDRESS_COPY weight (bias) banks registers
     its own copy of the datapath's read row, held row and write enable, and
-    of the read-out/load row, the load's lane, hit and data (hdl/banks.py):
+    of the read-out/load row, the load's lane, hit and data, and of the
+    read-out's lane select (hdl/banks.py):
     after the flow's read script and ``synth_ecp5`` each copy is still a
     flip-flop of its own."""
     try:
@@ -212,7 +213,7 @@ def test_weight_row_copies_survive_synthesis(tmp_path):
     run_yosys("read_rtlil top.il\nhierarchy -top top\nproc\n"
               f"{KEEP_COPIES}\nsynth_ecp5 -top top\nwrite_json top.json\n", cwd=tmp_path)
     for kind, groups in (("w", 3), ("b", 2)):
-        for reg in ("addr", "held", "we", "rorow", "ldlane", "ldhit", "lddata"):
+        for reg in ("addr", "held", "we", "rorow", "ldlane", "ldhit", "lddata", "rolane"):
             pattern = rf"^{kind}_{reg}_a\d+$"
             assert len(_ff_drivers(tmp_path / "top.json", pattern)) == groups, pattern
 
