@@ -51,8 +51,9 @@ __all__ = ["Cost", "Estimate", "estimate", "map_memory", "junction_cost", "junct
 
 #: Clock assumed for throughput when no --freq is given (MHz): what the
 #: current pipeline reaches after place & route (docs/synthesis.md).  ECP5:
-#: the measured designs run at 61.5 to 101.8 MHz, the big ones at 64.6-69.4
-#: (board@64 with every DSP in use, two placement seeds) and 74.4 (board@128);
+#: the measured designs run at 61.5 to 101.8 MHz, the big ones at 59.9-74.0
+#: (board@64 with every DSP in use, over placement seeds and the last timing
+#: changes) and 73.8-78.8 (board@128);
 #: iCE40: 29.2-32.6 MHz; GW5A: board@128 157.6 MHz, small16 165-220 MHz in
 #: nextpnr's timing model (Apycula's, not checked on a board), so 150;
 #: 7-series: not measured (no open timing analysis here), the issue's 60 MHz.
