@@ -103,11 +103,10 @@ LR_BITS = K_MAX.bit_length()
 #: Clock edges from a read-out address (``ro_junction``, ``ro_bias``,
 #: ``ro_row``, ``ro_lane``) to its ``ro_data``: each group of banks' copy of
 #: the row (one shared row net reached every bank of every junction), the
-#: bank read register, a register behind each group of banks' lane select,
-#: then one behind each junction's group select (the select of a whole
-#: chip's banks into one word was a critical path of its own on the ECP5,
-#: and so was the select of a junction's 64 banks on board@64).
-READOUT_LATENCY = 4
+#: bank read register, then a register behind each junction's lane select
+#: (the select of a whole chip's banks into one word was a critical path of
+#: its own on the ECP5).
+READOUT_LATENCY = 3
 #: Bits of the network's enabled-clock counter and of a result's clock stamp.
 CLOCK_BITS = 48
 #: The reference RTL's junction cycle is ``C + 4`` clocks (``W/z + 2 +

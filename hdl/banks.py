@@ -26,10 +26,9 @@ __all__ = ["LayerBanks", "AccessSignature", "WeightBanks", "ReadoutPort", "READ_
 READ_GROUP = 1
 assert BANKS_PER_ADDRESS_COPY % READ_GROUP == 0     # a read group sees one copy
 #: Clock edges from a read-out address at :class:`WeightBanks` to its
-#: ``ro_w``/``ro_b``: the bank group's row copy, the bank read register, then
-#: the register behind the group's own lane select (the
-#: :class:`ReadoutPort` adds the rest of ``READOUT_LATENCY``).
-BANK_READOUT_LATENCY = 3
+#: ``ro_w``/``ro_b``: the bank group's row copy, then the bank read register
+#: (the :class:`ReadoutPort` adds the rest of ``READOUT_LATENCY``).
+BANK_READOUT_LATENCY = 2
 assert READOUT_LATENCY > BANK_READOUT_LATENCY
 
 
@@ -203,10 +202,7 @@ class WeightBanks(wiring.Component):
         The same for the bias banks (``q`` of them, depth ``NR``).
     ro_w, ro_b : Out(signed(w))
         The weight (bias) at the read-out address, :data:`BANK_READOUT_LATENCY`
-        (3) clocks after it: each group of banks selects its lane's word into
-        a register of its own (``*_roword_a*``, by its own copy of the lane,
-        ``*_rolane_a*``), then the group is selected (one select of all of a
-        junction's banks into one word was board@64's critical path).
+        (2) clocks after it.
     """
 
     def __init__(self, weights, biases, width, junction, ro_rows, ro_lanes, ro_junctions):
@@ -232,37 +228,31 @@ class WeightBanks(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         acc = self.access
-        w_words = self._banks(m, "w", self.w_init, self.C, self.w_addr_next, self.w_data,
-                              self.w_wdata, self.w_we_next, ~acc.ro_bias)
-        b_words = self._banks(m, "b", self.b_init, self.NR, self.b_addr_next, self.b_data,
-                              self.b_wdata, self.b_we_next, acc.ro_bias)
-        # the group select, in the clock after the groups' lane selects
+        w_rd = self._banks(m, "w", self.w_init, self.C, self.w_addr_next, self.w_data,
+                           self.w_wdata, self.w_we_next, ~acc.ro_bias)
+        b_rd = self._banks(m, "b", self.b_init, self.NR, self.b_addr_next, self.b_data,
+                           self.b_wdata, self.b_we_next, acc.ro_bias)
+        # the lane select, in the clock of the bank read
         lane = acc.ro_lane
         for i in range(BANK_READOUT_LATENCY):
             lane = reg(m, lane, f"ro_lane_r{i + 1}", "ro")
-        group = lane // BANKS_PER_ADDRESS_COPY
-        m.d.comb += [self.ro_w.eq(Array(w_words)[group]), self.ro_b.eq(Array(b_words)[group])]
+        m.d.comb += [self.ro_w.eq(Array([p.data for p in w_rd])[lane]),
+                     self.ro_b.eq(Array([p.data for p in b_rd])[lane])]
         return m
 
     def _banks(self, m, kind, init, depth, addr_next, data, wdata, we_next, is_kind):
         """One kind of bank (weights or biases): per group of banks its
         registered rows, then per read group its address select, then the
-        banks, then the group's read-out word; returns the groups' words."""
-        words = []
+        banks; returns the read ports."""
+        ports = []
         for a, group in enumerate(bank_groups(len(init))):
             rows = self._group_rows(m, kind, a, addr_next, we_next, is_kind)
-            ports = []
             for i in group:
                 if i % READ_GROUP == 0:        # a read group lies in one bank group
                     read_addr = self._read_select(m, kind, i // READ_GROUP, rows)
                 ports.append(self._bank(m, kind, i, init[i], depth, rows, read_addr,
                                         data[i], wdata[i]))
-            # the read-out word of the group: its lane (the group's copy, in
-            # the clock of the bank read) selects among its banks, registered
-            lane = reg(m, rows.ld_lane, f"{kind}_rolane_a{a}", "ro", keep=True)
-            word = Array([p.data for p in ports])[(lane - group.start)[:bits(len(group))]]
-            words.append(reg(m, word, f"{kind}_roword_a{a}", "ro"))
-        return words
+        return ports
 
     def _group_rows(self, m, kind, a, addr_next, we_next, is_kind):
         """The registers of bank group ``a`` (kept copies): the datapath's
@@ -329,7 +319,7 @@ class ReadoutPort(wiring.Component):
     """The network's read-out and load port: passes the address and stall
     state to every junction's :class:`WeightBanks` (which register the load's
     row and data per group of banks) and selects the read-out data
-    from the addressed junction, ``READOUT_LATENCY`` (4) clocks after the
+    from the addressed junction, ``READOUT_LATENCY`` (3) clocks after the
     address: each junction's read-out word (its lane select behind the bank
     group's row copy and the bank read register) is registered once more
     before the junction select.

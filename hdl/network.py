@@ -237,7 +237,7 @@ class Network(wiring.Component):
     ro_junction, ro_bias, ro_row, ro_lane : In
         Read-out address: weight ``w[row*z + lane]`` (or bias bank ``lane``,
         row ``row``) of junction ``ro_junction + 1``; ``ro_data``
-        ``READOUT_LATENCY`` (4) clocks later, pipelined (a new address every
+        ``READOUT_LATENCY`` (2) clocks later, pipelined (a new address every
         clock).
         Valid while the network is stalled (waiting for input with
         ``i.valid`` low, or for ``o.ready``), e.g. before the first sample or

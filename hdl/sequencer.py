@@ -305,10 +305,10 @@ class JunctionControl(wiring.Component):
         self._stages(m, tags)
         return m
 
-    def _cycle_end(self, m, name):
-        """A copy of ``time.cycle_end`` of this block's own (kept): the
-        register of ``cycle_end_next``."""
-        return reg(m, self.time.cycle_end_next, name, keep=True,
+    def _cycle_end(self, m, name, keep):
+        """A copy of ``time.cycle_end`` of this block's own: the register of
+        ``cycle_end_next`` (``keep``: a deliberate copy, see :func:`~.pipeline.reg`)."""
+        return reg(m, self.time.cycle_end_next, name, keep=keep,
                    init=int(self.geo.clocks_per_sample == 1))
 
     def _slot(self, m, offset, copies, name, keep=False, cycle_end=None):
@@ -325,7 +325,10 @@ class JunctionControl(wiring.Component):
         time, rows = self.time, self.rows
         c, active, t = time.phase, time.active, time.jcycle
         z, R, NR, F, U = geo.z[j], geo.R[j], geo.NR[j], geo.F[j], geo.U[j]
-        self._cyc = self._cycle_end(m, "cyc_end")
+        # copies kept only where a junction has more than one group of banks:
+        # a small design lets Yosys merge them (and keeps its logic cells)
+        right = 0 if self.last else geo.z[j + 1]
+        self._cyc = self._cycle_end(m, "cyc_end", keep=len(bank_groups(max(z, right))) > 1)
         span_cnt, span_end = wrap_counter(m, active, geo.span[j], "span")
         nat_row, _ = wrap_counter(m, span_end, NR, "natrow")
         upd = Array(time.info_update)[self._slot(m, U, geo.K_info, "info_up")]
@@ -347,8 +350,11 @@ class JunctionControl(wiring.Component):
         # reached all 64 input banks on board@64 (its ECP5 critical path);
         # each group its own cycle_end too (one compare of the phase into
         # every group's counter enable was the next)
-        for a, group in enumerate(bank_groups(z)):
-            cyc = self._cycle_end(m, f"cyc_end_a{a}")
+        groups = bank_groups(z)
+        for a, group in enumerate(groups):
+            # (one group: the junction's own copy serves it)
+            cyc = self._cycle_end(m, f"cyc_end_a{a}", keep=True) if len(groups) > 1 \
+                else self._cyc
             lff = self._slot(m, F, geo.K_act[j - 1], f"act_ff_a{a}", keep=True, cycle_end=cyc)
             lup = self._slot(m, U, geo.K_act[j - 1], f"act_up_a{a}", keep=True, cycle_end=cyc)
             for b in group:
@@ -420,11 +426,13 @@ class JunctionControl(wiring.Component):
             done = tags("vff", S_WR - 1) & tags("last_span", S_WR - 1)
             wr_addr = (tags("slot_act_w", S_WR - 1) * geo.R[j + 1]
                        + tags("rowp", S_WR - 1))
-            for a, group in enumerate(bank_groups(geo.z[j + 1])):
-                addr = reg(m, wr_addr, f"act_wa_a{a}", keep=True)
+            groups = bank_groups(geo.z[j + 1])
+            keep = len(groups) > 1            # one group: no copies to keep apart
+            for a, group in enumerate(groups):
+                addr = reg(m, wr_addr, f"act_wa_a{a}", keep=keep)
                 for bb in group:
                     m.d.comb += [
                         self.act_wr_addr[bb].eq(addr),
                         self.act_wr_en[bb].eq(reg(m, done & (tags("blk", S_WR - 1) == bb // q),
-                                                  f"act_we{bb}", keep=True)),
+                                                  f"act_we{bb}", keep=keep)),
                     ]

@@ -182,8 +182,8 @@ def test_weight_banks_read_out_load_and_resume(z):
             ctx.set(acc.ro_row, 0)               # the row and data were taken with ld_en
             await ctx.tick()                     # the write lands
             ctx.set(acc.ro_row, 1)
-            for _ in range(BANK_READOUT_LATENCY):
-                await ctx.tick()
+            await ctx.tick()
+            await ctx.tick()
             assert (ctx.get(dut.ro_w) == 77) == lands
         w[1, lane] = 77
         # resume: ro_mode off, ``resumed`` low: the held row (2) is read
