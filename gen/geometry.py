@@ -23,8 +23,8 @@ __all__ = [
     "S_SEL", "S_DMUL", "S_DRND", "S_DB", "S_BIAS", "S_WMUL", "S_DW", "S_W", "S_FMUL",
     "S_PRND", "S_TREE", "S_ACC", "S_SUM", "S_SAT", "S_WR", "STAGES",
     "WRITE_LATENCY", "LANES_PER_OPERAND_COPY", "BANKS_PER_ADDRESS_COPY", "LANES_PER_ROW_ROM",
-    "groups_of", "row_rom_groups", "bank_groups", "K_MAX", "LR_BITS", "CLOCK_BITS",
-    "REFERENCE_OVERHEAD", "HW_SCHEDULES",
+    "groups_of", "row_rom_groups", "bank_groups", "several_bank_groups", "K_MAX", "LR_BITS",
+    "CLOCK_BITS", "REFERENCE_OVERHEAD", "HW_SCHEDULES",
     "bits", "IntShape", "hardware_schedule", "clocks_per_sample",
     "reference_clocks_per_sample", "NetworkGeometry",
 ]
@@ -94,6 +94,13 @@ def bank_groups(n):
     """The banks sharing one copy of a row (address) register: groups of at
     most :data:`BANKS_PER_ADDRESS_COPY` of the ``n`` banks."""
     return groups_of(n, BANKS_PER_ADDRESS_COPY)
+
+
+def several_bank_groups(n):
+    """``n`` banks make more than one :func:`bank_groups` group: copies of a
+    register shared by them are worth keeping apart in synthesis (with one
+    group a small design lets Yosys merge them, and keeps its logic cells)."""
+    return len(bank_groups(n)) > 1
 
 
 #: Largest learning-rate exponent ``k`` (eta = 2**-k) the hardware shifts by.

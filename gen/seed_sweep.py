@@ -52,26 +52,22 @@ def _copy_placement(src, dst):
 FAILED = "failed.json"
 
 
-def _known_failure(snap, opts, tools):
+def _failure_key(opts, tools):
+    """What makes a failure repeat: the seed's options and the tools'
+    versions (their paths may differ between runs), as they read back from
+    JSON (tuples as lists)."""
+    return json.loads(json.dumps({"options": opts.key_dict(),
+                                  "tools": {k: v.get("version") for k, v in tools.items()}}))
+
+
+def _known_failure(snap, key):
     """The earlier failure of this seed (``{"status", "message"}``) if it was
-    placed with the same options and tools, else None."""
+    placed with the same :func:`_failure_key`, else None."""
     try:
         rec = json.loads((snap / FAILED).read_text())
     except (OSError, ValueError):
         return None
-    if rec.get("options") == _plain(opts.key_dict()) and rec.get("tools") == _versions(tools):
-        return rec
-    return None
-
-
-def _plain(value):
-    """``value`` as it reads back from JSON (tuples as lists)."""
-    return json.loads(json.dumps(value))
-
-
-def _versions(tools):
-    """A report's tools by version (their paths may differ between runs)."""
-    return {k: v.get("version") for k, v in tools.items()}
+    return rec if {k: rec.get(k) for k in key} == key else None
 
 
 def _fmax(rep):
@@ -102,7 +98,8 @@ def sweep_seeds(cfg, target, opts, seeds, build_root="build/synth", progress=Non
     for seed in seeds:
         snap = sdir / f"seed{seed}"
         sopts = replace(opts, seed=seed)
-        known = _known_failure(snap, sopts, probe["tools"])
+        key = _failure_key(sopts, probe["tools"])
+        known = _known_failure(snap, key)
         if known is not None:
             error = PnRFailed(known["message"])
             runs.append({"seed": seed, "status": known["status"], "fmax_mhz": None,
@@ -120,9 +117,8 @@ def sweep_seeds(cfg, target, opts, seeds, build_root="build/synth", progress=Non
             status = _status(bdir)
             runs.append({"seed": seed, "status": status, "fmax_mhz": None, "message": str(e)})
             _copy_placement(bdir, snap)
-            output.write_json(snap / FAILED, {
-                "seed": seed, "status": status, "message": str(e),
-                "options": _plain(sopts.key_dict()), "tools": _versions(probe["tools"])})
+            output.write_json(snap / FAILED, {"seed": seed, "status": status,
+                                              "message": str(e), **key})
         else:
             reports[seed] = rep
             runs.append({"seed": seed, "status": rep["status"], "fmax_mhz": _fmax(rep),

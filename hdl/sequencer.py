@@ -19,7 +19,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..gen.geometry import (CLOCK_BITS, LR_BITS, S_ACC, S_BIAS, S_DB, S_DW, S_SEL, S_SUM,
-                            S_TREE, S_W, S_WR, bank_groups, bits)
+                            S_TREE, S_W, S_WR, bank_groups, bits, several_bank_groups)
 from .interleaver import RowsSignature
 from .pipeline import Tags, reg, wrap_counter
 
@@ -325,10 +325,9 @@ class JunctionControl(wiring.Component):
         time, rows = self.time, self.rows
         c, active, t = time.phase, time.active, time.jcycle
         z, R, NR, F, U = geo.z[j], geo.R[j], geo.NR[j], geo.F[j], geo.U[j]
-        # copies kept only where a junction has more than one group of banks:
-        # a small design lets Yosys merge them (and keeps its logic cells)
+        # copies kept only where a junction has more than one group of banks
         right = 0 if self.last else geo.z[j + 1]
-        self._cyc = self._cycle_end(m, "cyc_end", keep=len(bank_groups(max(z, right))) > 1)
+        self._cyc = self._cycle_end(m, "cyc_end", keep=several_bank_groups(max(z, right)))
         span_cnt, span_end = wrap_counter(m, active, geo.span[j], "span")
         nat_row, _ = wrap_counter(m, span_end, NR, "natrow")
         upd = Array(time.info_update)[self._slot(m, U, geo.K_info, "info_up")]
@@ -350,10 +349,9 @@ class JunctionControl(wiring.Component):
         # reached all 64 input banks on board@64 (its ECP5 critical path);
         # each group its own cycle_end too (one compare of the phase into
         # every group's counter enable was the next)
-        groups = bank_groups(z)
-        for a, group in enumerate(groups):
+        for a, group in enumerate(bank_groups(z)):
             # (one group: the junction's own copy serves it)
-            cyc = self._cycle_end(m, f"cyc_end_a{a}", keep=True) if len(groups) > 1 \
+            cyc = self._cycle_end(m, f"cyc_end_a{a}", keep=True) if several_bank_groups(z) \
                 else self._cyc
             lff = self._slot(m, F, geo.K_act[j - 1], f"act_ff_a{a}", keep=True, cycle_end=cyc)
             lup = self._slot(m, U, geo.K_act[j - 1], f"act_up_a{a}", keep=True, cycle_end=cyc)
@@ -426,9 +424,8 @@ class JunctionControl(wiring.Component):
             done = tags("vff", S_WR - 1) & tags("last_span", S_WR - 1)
             wr_addr = (tags("slot_act_w", S_WR - 1) * geo.R[j + 1]
                        + tags("rowp", S_WR - 1))
-            groups = bank_groups(geo.z[j + 1])
-            keep = len(groups) > 1            # one group: no copies to keep apart
-            for a, group in enumerate(groups):
+            keep = several_bank_groups(geo.z[j + 1])
+            for a, group in enumerate(bank_groups(geo.z[j + 1])):
                 addr = reg(m, wr_addr, f"act_wa_a{a}", keep=keep)
                 for bb in group:
                     m.d.comb += [
